@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from hookstream.cli import main
+
+main()

@@ -1,0 +1,234 @@
+"""Connectors (where and how to deliver), their triggers and the activation toggle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Response
+
+from hookstream.api.common import (
+    Cursor,
+    Limit,
+    OrgId,
+    RuntimeDep,
+    decode_cursor,
+    now_ms,
+    page,
+    rfc3339,
+)
+from hookstream.api.schemas import Authentication, ConnectorCreate, ConnectorUpdate, TriggerCreate
+from hookstream.deliver.signing import new_secret
+from hookstream.errors import NotFound, ValidationFailed
+from hookstream.ids import new_id
+from hookstream.runtime import Runtime
+from hookstream.storage.repository import Repository
+
+router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
+
+# The parts of each authentication type that may be shown again; the rest is a secret.
+_PUBLIC_AUTH_FIELDS = {
+    "none": (),
+    "basic": ("username",),
+    "bearer": (),
+    "api_key": ("header",),
+    "oauth2_client_credentials": ("tokenUrl", "clientId", "scope"),
+}
+
+
+def _auth_columns(rt: Runtime, auth: Authentication) -> dict[str, Any]:
+    full = auth.model_dump(exclude_none=True)
+    public = {k: full[k] for k in ("type", *_PUBLIC_AUTH_FIELDS[auth.type]) if k in full}
+    return {
+        "auth_type": auth.type,
+        "auth_public": orjson.dumps(public).decode(),
+        "auth_secret_enc": rt.box.encrypt(orjson.dumps(full).decode()) if auth.type != "none"
+        else None,
+    }
+
+
+def _connector(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "baseUrl": row.base_url,
+        "routes": {"values": row.route_values, "events": row.route_events,
+                   "alarms": row.route_alarms},
+        "authentication": orjson.loads(row.auth_public),
+        "active": bool(row.active),
+        "deactivatedReason": row.deactivated_reason,
+        "createdAt": rfc3339(row.created_at),
+        "updatedAt": rfc3339(row.updated_at),
+    }
+
+
+def _not_found(connector_id: str) -> NotFound:
+    return NotFound(f"no connector '{connector_id}'")
+
+
+@router.post("", status_code=201,
+             summary="Create a connector; its signing secret is shown this once")
+async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+    connector_id, now = new_id("con"), now_ms()
+    secret = body.secret or new_secret()
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        await repo.insert_connector(
+            id=connector_id, org_id=org_id, name=body.name, base_url=body.baseUrl,
+            route_values=body.routes.values, route_events=body.routes.events,
+            route_alarms=body.routes.alarms, secret_enc=rt.box.encrypt(secret),
+            active=body.active, created_at=now, updated_at=now,
+            **_auth_columns(rt, body.authentication),
+        )
+        row = await repo.get_connector(org_id, connector_id)
+    return {**_connector(row), "secret": secret}
+
+
+@router.get("", summary="List connectors")
+async def list_(
+    org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        rows = await Repository(conn).list_connectors(org_id, decode_cursor(cursor), limit)
+    return page([_connector(r) for r in rows], limit)
+
+
+@router.get("/{connector_id}", summary="Get a connector (secrets are never shown again)")
+async def get(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        row = await Repository(conn).get_connector(org_id, connector_id)
+    if row is None:
+        raise _not_found(connector_id)
+    return _connector(row)
+
+
+@router.patch(
+    "/{connector_id}",
+    summary="Change a connector; {'active': false} holds its queued deliveries, true resumes them",
+)
+async def update(
+    connector_id: str, body: ConnectorUpdate, org_id: OrgId, rt: RuntimeDep
+) -> dict[str, Any]:
+    now = now_ms()
+    changes: dict[str, Any] = {}
+    given = body.model_fields_set
+    if "name" in given and body.name is not None:
+        changes["name"] = body.name
+    if "baseUrl" in given and body.baseUrl is not None:
+        changes["base_url"] = body.baseUrl
+    if "routes" in given and body.routes is not None:
+        changes.update(route_values=body.routes.values, route_events=body.routes.events,
+                       route_alarms=body.routes.alarms)
+    if "authentication" in given and body.authentication is not None:
+        changes.update(_auth_columns(rt, body.authentication))
+    if "active" in given and body.active is not None:
+        changes["active"] = body.active
+        if body.active:
+            changes["deactivated_reason"] = None
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        before = await repo.get_connector(org_id, connector_id)
+        if before is None:
+            raise _not_found(connector_id)
+        if changes:
+            await repo.update_connector(org_id, connector_id, updated_at=now, **changes)
+        if "active" in changes and bool(before.active) != changes["active"]:
+            if changes["active"]:
+                await repo.resume_deliveries(connector_id, now)
+                await repo.notify_due()
+            else:
+                await repo.hold_deliveries(connector_id, now)
+        row = await repo.get_connector(org_id, connector_id)
+    if "active" in changes and changes["active"]:
+        rt.wakeup.set()
+    return _connector(row)
+
+
+@router.delete("/{connector_id}", status_code=204,
+               summary="Delete a connector; its queued deliveries are cancelled")
+async def delete(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
+    now = now_ms()
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        if not await repo.delete_connector(org_id, connector_id, now):
+            raise _not_found(connector_id)
+        await repo.cancel_open_deliveries(connector_id, now)
+    return Response(status_code=204)
+
+
+# --- triggers ---------------------------------------------------------------------------
+
+def _trigger(row: Any, gateway_ids: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": row.id, "kinds": row.kinds.split(",")}
+    if row.all_gateways:
+        body["allGateways"] = True
+    else:
+        body["gatewayIds"] = gateway_ids
+    body["createdAt"] = rfc3339(row.created_at)
+    return body
+
+
+@router.post("/{connector_id}/triggers", status_code=201, tags=["triggers"],
+             summary="Add a trigger: which kinds, from which gateways (or all of them)")
+async def create_trigger(
+    connector_id: str, body: TriggerCreate, org_id: OrgId, rt: RuntimeDep
+) -> dict[str, Any]:
+    trigger_id, now = new_id("trg"), now_ms()
+    gateway_ids = list(dict.fromkeys(body.gatewayIds or []))
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        if await repo.get_connector(org_id, connector_id) is None:
+            raise _not_found(connector_id)
+        if gateway_ids:
+            known = await repo.existing_gateway_ids(org_id, gateway_ids)
+            unknown = [g for g in gateway_ids if g not in known]
+            if unknown:
+                raise ValidationFailed(
+                    f"unknown gateway '{unknown[0]}'",
+                    code="unknown_gateway",
+                    details=[{"field": "gatewayIds", "message": f"unknown gateway '{g}'"}
+                             for g in unknown],
+                )
+        await repo.insert_trigger(
+            id=trigger_id, org_id=org_id, connector_id=connector_id,
+            kinds=",".join(body.kinds), all_gateways=body.allGateways, created_at=now,
+        )
+        await repo.insert_trigger_gateways(
+            [{"trigger_id": trigger_id, "gateway_id": g} for g in gateway_ids]
+        )
+    result: dict[str, Any] = {"id": trigger_id, "kinds": list(body.kinds)}
+    if body.allGateways:
+        result["allGateways"] = True
+    else:
+        result["gatewayIds"] = gateway_ids
+    result["createdAt"] = rfc3339(now)
+    return result
+
+
+@router.get("/{connector_id}/triggers", tags=["triggers"], summary="List a connector's triggers")
+async def list_triggers(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        repo = Repository(conn)
+        if await repo.get_connector(org_id, connector_id) is None:
+            raise _not_found(connector_id)
+        rows = await repo.list_triggers(connector_id)
+        links = await repo.trigger_gateway_ids([r.id for r in rows])
+    by_trigger: dict[str, list[str]] = {}
+    for link in links:
+        by_trigger.setdefault(link.trigger_id, []).append(link.gateway_id)
+    return {"items": [_trigger(r, by_trigger.get(r.id, [])) for r in rows], "nextCursor": None}
+
+
+@router.delete("/{connector_id}/triggers/{trigger_id}", status_code=204, tags=["triggers"],
+               summary="Remove a trigger")
+async def delete_trigger(
+    connector_id: str, trigger_id: str, org_id: OrgId, rt: RuntimeDep
+) -> Response:
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        if await repo.get_connector(org_id, connector_id) is None:
+            raise _not_found(connector_id)
+        # Scoped to the connector; its gateway links go with it (ON DELETE CASCADE).
+        if not await repo.delete_trigger(connector_id, trigger_id):
+            raise NotFound(f"no trigger '{trigger_id}'")
+    return Response(status_code=204)

@@ -1,0 +1,81 @@
+"""Every error answered as ``{"error": {"code", "message", "details"?}}``; never a 500 for
+bad input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hookstream.api.responses import JSON
+from hookstream.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSON:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return JSON({"error": error}, status_code=status)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+def describe_validation(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    for err in errors:
+        field = _loc(tuple(err.get("loc", ())))
+        kind = err.get("type", "")
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            msg = f"'{field}' is not a known field"
+        elif kind == "missing":
+            msg = f"'{field}' is required"
+        elif field:
+            msg = f"'{field}': {msg}"
+        details.append({"field": field, "message": msg})
+    if not details:
+        return "the request is not valid", []
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return details[0]["message"] + more, details
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSON:
+        return JSON(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSON:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "malformed_json", "the body is not valid JSON")
+        message, details = describe_validation(errors)
+        return error_response(422, "validation_error", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSON:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such path"
+        return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSON:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "an internal error occurred; it is logged")

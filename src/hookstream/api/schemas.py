@@ -1,0 +1,203 @@
+"""Request bodies of the management API (unknown fields are refused, naming them)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hookstream.deliver.signing import InvalidSecret, secret_key
+from hookstream.ingest.message import Kind
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_RESERVED_HEADERS = {
+    "content-type", "content-length", "host", "webhook-id", "webhook-timestamp",
+    "webhook-signature", "transfer-encoding", "connection",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def check_http_url(value: str, what: str) -> str:
+    if len(value) > 2048:
+        raise ValueError(f"{what} is longer than 2048 characters")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{what} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials; use 'authentication'")
+    if parts.fragment:
+        raise ValueError(f"{what} must not have a #fragment")
+    return value
+
+
+class OrganizationCreate(Strict):
+    name: Name
+
+
+class GatewayCreate(Strict):
+    name: Name
+    externalId: str | None = Field(default=None, max_length=200)
+
+
+class GatewayUpdate(Strict):
+    name: Name | None = None
+    externalId: str | None = Field(default=None, max_length=200)
+
+
+class Routes(Strict):
+    """The path appended to the base URL for each kind of message."""
+
+    values: str = Field(max_length=1024)
+    events: str = Field(max_length=1024)
+    alarms: str = Field(max_length=1024)
+
+    @field_validator("values", "events", "alarms")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("a route is a path that starts with '/' (or empty for the base URL)")
+        if any(c in value for c in "#\r\n \t"):
+            raise ValueError("a route must not contain spaces, line breaks or '#'")
+        return value
+
+
+class AuthNone(Strict):
+    type: Literal["none"]
+
+
+class AuthBasic(Strict):
+    type: Literal["basic"]
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(max_length=1000)
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("a basic-auth username cannot contain ':'")
+        return value
+
+
+class AuthBearer(Strict):
+    type: Literal["bearer"]
+    token: str = Field(min_length=1, max_length=4000)
+
+
+class AuthApiKey(Strict):
+    type: Literal["api_key"]
+    header: str = Field(min_length=1, max_length=100)
+    value: str = Field(min_length=1, max_length=4000)
+
+    @field_validator("header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER_TOKEN.match(value):
+            raise ValueError("not a valid HTTP header name")
+        if value.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"'{value}' is set by hookstream and cannot carry a key")
+        return value
+
+
+class AuthOAuth2(Strict):
+    type: Literal["oauth2_client_credentials"]
+    tokenUrl: str
+    clientId: str = Field(min_length=1, max_length=500)
+    clientSecret: str = Field(min_length=1, max_length=4000)
+    scope: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("tokenUrl")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value, "tokenUrl")
+
+
+Authentication = Annotated[
+    AuthNone | AuthBasic | AuthBearer | AuthApiKey | AuthOAuth2, Field(discriminator="type")
+]
+
+
+def _check_value_chars(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value and any(c in value for c in "\r\n\0"):
+            raise ValueError(f"'{name}' must not contain line breaks")
+
+
+class ConnectorCreate(Strict):
+    name: Name
+    baseUrl: str
+    routes: Routes
+    secret: str | None = None
+    authentication: Authentication = Field(default_factory=lambda: AuthNone(type="none"))
+    active: bool = False
+
+    @field_validator("baseUrl")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value, "baseUrl")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                secret_key(value)
+            except InvalidSecret as exc:
+                raise ValueError(f"{exc} (whsec_ + base64 of 24 to 64 bytes)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _header_values(self) -> ConnectorCreate:
+        auth = self.authentication.model_dump()
+        _check_value_chars({k: v for k, v in auth.items() if isinstance(v, str)})
+        return self
+
+
+class ConnectorUpdate(Strict):
+    name: Name | None = None
+    baseUrl: str | None = None
+    routes: Routes | None = None
+    authentication: Authentication | None = None
+    active: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret(cls, data: object) -> object:
+        if isinstance(data, dict) and "secret" in data:
+            raise ValueError(
+                "the signing secret cannot be changed here; "
+                "POST /api/v1/connectors/{id}/rotate-secret"
+            )
+        return data
+
+    @field_validator("baseUrl")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value, "baseUrl")
+
+
+class TriggerCreate(Strict):
+    kinds: list[Kind] = Field(min_length=1, max_length=3)
+    gatewayIds: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, max_length=1000
+    )
+    allGateways: bool = False
+
+    @model_validator(mode="after")
+    def _scope(self) -> TriggerCreate:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError("'kinds' lists a kind twice")
+        if self.allGateways and self.gatewayIds is not None:
+            raise ValueError("give either 'gatewayIds' or 'allGateways': true, not both")
+        if not self.allGateways and not self.gatewayIds:
+            raise ValueError("give a non-empty 'gatewayIds' list or 'allGateways': true")
+        return self

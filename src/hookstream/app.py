@@ -1,0 +1,114 @@
+"""The ASGI application (management API, ingest, health) and the process roles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from hookstream import __version__
+from hookstream.api import connectors, errors, gateways, health, logs, organizations
+from hookstream.deliver.worker import Worker
+from hookstream.ingest import http as ingest_http
+from hookstream.ingest.message import DatastreamMessage
+from hookstream.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+hookstream takes what IoT gateways report (values, events, alarms) and delivers it to your
+web servers as signed webhooks (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+`webhook-signature`).
+
+Authenticate with `Authorization: Bearer <key>`: the admin key manages organizations; an
+organization's API key manages its gateways, connectors and triggers and reads its logs;
+a gateway's ingest token posts to `/ingest/v1/{kind}`. Errors are
+`{"error": {"code", "message", "details"?}}`. Lists are `{"items", "nextCursor"}`.
+"""
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="hookstream",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    for module in (organizations, gateways, connectors, logs, health):
+        app.include_router(module.router)
+    app.include_router(ingest_http.router)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {})[
+                "DatastreamMessage"
+            ] = DatastreamMessage.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: run_roles stops every role in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn_server(runtime: Runtime) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=runtime.settings.host,
+        port=runtime.settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="none",
+    )
+    return _Server(config)
+
+
+async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
+    """Run the API and/or a delivery worker in this process until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server = _uvicorn_server(runtime) if api else None
+    tasks: dict[str, asyncio.Task[None]] = {}
+    if server is not None:
+        tasks["api"] = asyncio.create_task(server.serve())
+    if worker:
+        delivery = Worker(runtime.settings, runtime.db, runtime.box, runtime.wakeup)
+        tasks["worker"] = asyncio.create_task(delivery.run())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        # Stop taking requests first, then let the worker write what it has.
+        if server is not None:
+            server.should_exit = True
+            await asyncio.gather(tasks["api"], return_exceptions=True)
+        if "worker" in tasks:
+            tasks["worker"].cancel()
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result

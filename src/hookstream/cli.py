@@ -1,0 +1,173 @@
+"""The ``hookstream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from hookstream.errors import HookstreamError
+from hookstream.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="hookstream: IoT gateways' data delivered to your web servers as signed webhooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+org_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+keys_app = typer.Typer(help="Generate keys for the settings.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(keys_app, name="keys")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed; a HookstreamError exits 2 with its message."""
+    try:
+        try:
+            import uvloop
+
+            return uvloop.run(coro)
+        except ImportError:
+            return asyncio.run(coro)
+    except HookstreamError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except HookstreamError as exc:
+        err.print(f"[bold red]configuration error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _start(settings: Settings, *, api: bool, worker: bool, migrate: bool) -> None:
+    from hookstream.app import run_roles
+    from hookstream.runtime import Runtime
+    from hookstream.storage import migrate as migrations
+
+    if migrate:
+        await migrations.upgrade(settings)
+    else:
+        await migrations.ensure_current(settings)
+    runtime = await Runtime.open(settings)
+    try:
+        _banner(runtime, api=api, worker=worker)
+        await run_roles(runtime, api=api, worker=worker)
+    finally:
+        await runtime.close()
+
+
+def _banner(runtime: Any, *, api: bool, worker: bool) -> None:
+    s: Settings = runtime.settings
+    roles = " + ".join(r for r, on in (("api", api), ("delivery worker", worker)) if on)
+    db = s.database_url if s.is_sqlite else "PostgreSQL"
+    out.print(f"[bold]hookstream[/] {roles} on {db}", highlight=False)
+    if api:
+        base = f"http://{s.listen}"
+        out.print(f"  API        {base}/api/v1   (ingest: {base}/ingest/v1/{{kind}})",
+                  highlight=False)
+        out.print(f"  docs       {base}/docs   OpenAPI: {base}/openapi.json", highlight=False)
+    key_file = Path(s.data_dir) / "admin.key"
+    if runtime.new_admin_key:
+        out.print(f"  admin key  {runtime.new_admin_key}   (generated now; shown once"
+                  + (f", kept in {key_file})" if s.is_sqlite else ")"), highlight=False)
+    elif s.admin_key is not None:
+        out.print("  admin key  from HOOKSTREAM_ADMIN_KEY", highlight=False)
+    elif s.is_sqlite and key_file.exists():
+        out.print(f"  admin key  {key_file.read_text().strip()}   (from {key_file})",
+                  highlight=False)
+    if s.allow_private_targets:
+        out.print("  [yellow]HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true: webhooks may go to loopback "
+                  "and private networks (local trial)[/]", highlight=False)
+
+
+@app.command()
+def serve() -> None:
+    """Everything in one process: API, ingest and delivery workers (migrates first)."""
+    settings = _settings()
+    _logging()
+    _run(_start(settings, api=True, worker=True, migrate=True))
+
+
+@app.command()
+def api() -> None:
+    """The API and ingest only; run many against one PostgreSQL."""
+    settings = _settings()
+    _logging()
+    _run(_start(settings, api=True, worker=False, migrate=False))
+
+
+@app.command()
+def worker() -> None:
+    """A delivery worker only; run many against one PostgreSQL."""
+    settings = _settings()
+    _logging()
+    _run(_start(settings, api=False, worker=True, migrate=False))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from hookstream.storage import migrate as migrations
+
+    settings = _settings()
+    revision = _run(migrations.upgrade(settings))
+    out.print(f"database at revision {revision}", highlight=False)
+
+
+@org_app.command("create")
+def org_create(name: Annotated[str, typer.Argument(help="The organization's name")]) -> None:
+    """Create an organization; prints {"id","name","apiKey"} (the key is shown this once)."""
+    from hookstream.api.organizations import create_organization
+    from hookstream.runtime import Runtime
+    from hookstream.storage import migrate as migrations
+
+    if not name.strip() or len(name) > 200:
+        err.print("[bold red]error:[/] NAME must be 1 to 200 characters", highlight=False)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        await migrations.ensure_current(settings)
+        runtime = await Runtime.open(settings)
+        try:
+            return await create_organization(runtime, name)
+        finally:
+            await runtime.close()
+
+    print(json.dumps(_run(go())))
+
+
+@keys_app.command("secrets")
+def keys_secrets() -> None:
+    """Print a new value for HOOKSTREAM_SECRETS_KEY."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Deliver: sign, authenticate and POST each delivery; decide what follows an attempt."""

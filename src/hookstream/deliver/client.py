@@ -1,0 +1,160 @@
+"""The HTTP client adapter: POSTs a webhook with aiohttp and reports what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from hookstream.deliver.addresses import is_ip_literal, is_public
+from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
+
+RESPONSE_EXCERPT = 1024
+_DRAIN_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One POST's outcome: a status (when the receiver answered) or an error."""
+
+    started_at: float
+    duration_ms: int
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+    retry_after: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves names and drops addresses outgoing requests may not reach.
+
+    Connecting to the address checked here (not a second lookup) is what defeats DNS
+    rebinding.
+    """
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = ThreadedResolver()
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if self._allow_private:
+            return results
+        allowed = [r for r in results if is_public(r["host"])]
+        if not allowed:
+            raise TargetRefused(
+                f"{host} resolves only to private or reserved addresses; "
+                "set HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true to allow them"
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Sender:
+    """Holds one aiohttp session (connection pool) for every delivery of a worker."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        connect_timeout: float,
+        total_timeout: float,
+        max_connections: int,
+    ) -> None:
+        self._allow_private = allow_private
+        self._timeout = aiohttp.ClientTimeout(
+            total=total_timeout, sock_connect=connect_timeout, connect=connect_timeout
+        )
+        self._connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            resolver=GuardedResolver(allow_private),
+            ttl_dns_cache=10,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=self._connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+
+    def check_target(self, url: str) -> None:
+        """Refuse a URL whose host is a literal private address (names go through the resolver)."""
+        host = urlsplit(url).hostname or ""
+        if not self._allow_private and is_ip_literal(host) and not is_public(host.strip("[]")):
+            raise TargetRefused(
+                f"{host} is a private or reserved address; "
+                "set HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true to allow it"
+            )
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> AttemptResult:
+        started = time.time()
+        t0 = time.perf_counter()
+
+        def done(**kw: Any) -> AttemptResult:
+            return AttemptResult(
+                started_at=started, duration_ms=int((time.perf_counter() - t0) * 1000), **kw
+            )
+
+        try:
+            self.check_target(url)
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                excerpt = await resp.content.read(RESPONSE_EXCERPT)
+                # Finish small bodies so the connection can be reused.
+                if not resp.content.at_eof():
+                    await resp.content.read(_DRAIN_LIMIT)
+                return done(
+                    status_code=resp.status,
+                    response_body=excerpt.decode("utf-8", "replace") or None,
+                    retry_after=resp.headers.get("Retry-After"),
+                )
+        except DeliveryError as exc:
+            return done(error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
+            return done(error=describe_error(exc))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, stable description of a client failure for the attempt log."""
+    mapped = map_error(exc)
+    return f"{type(mapped).__name__.rstrip('_')}: {mapped}"
+
+
+def map_error(exc: BaseException) -> DeliveryError:
+    """The most specific DeliveryError for an aiohttp or OS error (original in __cause__)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TargetRefused):
+            return cause
+        cause = cause.__cause__
+    mapped: DeliveryError
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        mapped = TimeoutError_("no complete answer within the timeout")
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        mapped = ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+    elif isinstance(exc, aiohttp.ClientError | OSError):
+        mapped = ConnectError(str(exc) or type(exc).__name__)
+    else:
+        mapped = DeliveryError(str(exc) or type(exc).__name__)
+    mapped.__cause__ = exc
+    return mapped

@@ -1,0 +1,51 @@
+"""Standard Webhooks signatures (pure, no I/O).
+
+``webhook-signature`` is ``v1,`` + base64(HMAC-SHA256(key, f"{id}.{timestamp}.{body}")),
+keyed with the base64-decoded bytes after ``whsec_``; several, space-separated, while a
+secret is being rotated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+
+PREFIX = "whsec_"
+MIN_KEY_BYTES = 24
+MAX_KEY_BYTES = 64
+
+
+class InvalidSecret(ValueError):
+    """A signing secret that is not ``whsec_`` + base64 of 24 to 64 bytes."""
+
+
+def new_secret() -> str:
+    """A fresh signing secret: ``whsec_`` + base64 of 32 random bytes."""
+    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key inside a ``whsec_`` secret; raises InvalidSecret when malformed."""
+    if not secret.startswith(PREFIX):
+        raise InvalidSecret("the secret must start with 'whsec_'")
+    try:
+        key = base64.b64decode(secret[len(PREFIX):], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidSecret("the part after 'whsec_' must be standard base64") from exc
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        raise InvalidSecret(
+            f"the secret must hold {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes, not {len(key)}"
+        )
+    return key
+
+
+def sign(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value: one ``v1,`` signature per key."""
+    signed = b"%s.%d.%s" % (webhook_id.encode(), timestamp, body)
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        for key in keys
+    )

@@ -1,0 +1,188 @@
+"""The delivery worker: claim due deliveries, POST them concurrently, record the outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from hookstream.deliver.client import Sender
+from hookstream.deliver.retry import RetryPolicy, Verdict
+from hookstream.deliver.signing import secret_key
+from hookstream.deliver.webhook import Endpoint, webhook_headers
+from hookstream.metrics import ATTEMPT_SECONDS, DELIVERY_ATTEMPTS
+from hookstream.queue.claimer import Claimed, Claimer
+from hookstream.queue.wakeup import PostgresListener, Wakeup
+from hookstream.record.recorder import Outcome, Recorder
+from hookstream.security.secretbox import SecretBox
+from hookstream.settings import Settings
+from hookstream.storage.database import Database, asyncpg_dsn
+from hookstream.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+_ENDPOINT_TTL = 2.0  # seconds a worker trusts its copy of a connector
+
+
+class EndpointCache:
+    """Connectors as senders need them (secrets decrypted), refreshed every few seconds."""
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self._db = db
+        self._box = box
+        self._entries: dict[str, tuple[float, Endpoint | None]] = {}
+
+    async def get_many(self, ids: set[str]) -> dict[str, Endpoint | None]:
+        now = time.monotonic()
+        stale = [i for i in ids if i not in self._entries or self._entries[i][0] < now]
+        if stale:
+            async with self._db.read() as conn:
+                rows = await Repository(conn).connector_for_sending(stale)
+            found = {r.id: r for r in rows}
+            for cid in stale:
+                row = found.get(cid)
+                self._entries[cid] = (now + _ENDPOINT_TTL, self._endpoint(row) if row else None)
+        return {i: self._entries[i][1] for i in ids}
+
+    def _endpoint(self, row: Any) -> Endpoint | None:
+        if row.deleted_at is not None:
+            return None
+        auth = orjson.loads(self._box.decrypt(row.auth_secret_enc)) if row.auth_secret_enc else {}
+        return Endpoint(
+            id=row.id,
+            base_url=row.base_url,
+            routes={
+                "values": row.route_values,
+                "events": row.route_events,
+                "alarms": row.route_alarms,
+            },
+            signing_keys=[secret_key(self._box.decrypt(row.secret_enc))],
+            auth=auth,
+            active=bool(row.active),
+        )
+
+
+class Worker:
+    """Runs until cancelled; many workers (processes) may share one PostgreSQL."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        box: SecretBox,
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.wakeup = wakeup or Wakeup()
+        self.policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
+        self.claimer = Claimer(db, settings.lease_seconds)
+        self.recorder = Recorder(
+            db,
+            batch=settings.record_batch,
+            flush_ms=settings.record_flush_ms,
+            on_retry_scheduled=self._wake_at_ms,
+        )
+        self.endpoints = EndpointCache(db, box)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self.sender: Sender | None = None
+
+    async def run(self) -> None:
+        self.sender = Sender(
+            allow_private=self.settings.allow_private_targets,
+            connect_timeout=self.settings.connect_timeout,
+            total_timeout=self.settings.request_timeout,
+            max_connections=self.settings.worker_concurrency,
+        )
+        helpers = [asyncio.create_task(self.recorder.run(), name="recorder")]
+        if not self.db.is_sqlite:
+            listener = PostgresListener(asyncpg_dsn(self.settings.database_url), self.wakeup)
+            helpers.append(asyncio.create_task(listener.run(), name="listener"))
+        try:
+            await self._claim_loop()
+        finally:
+            # Let attempts in flight finish briefly, then write every outcome we have.
+            if self._inflight:
+                await asyncio.wait(self._inflight, timeout=5)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.shield(self.recorder.drain())
+            await self.sender.close()
+
+    async def _claim_loop(self) -> None:
+        limit_total = self.settings.worker_concurrency
+        while True:
+            free = limit_total - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            limit = min(free, self.settings.claim_batch)
+            try:
+                claimed, bodies = await self.claimer.claim(limit)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the database may be restarting; keep trying
+                log.exception("claiming deliveries failed; retrying")
+                await asyncio.sleep(self.settings.poll_interval)
+                continue
+            if claimed:
+                await self._start(claimed, bodies)
+                if len(claimed) == limit:
+                    continue
+            else:
+                next_due = await self._next_due_safe()
+                if next_due is not None:
+                    self._wake_at_ms(next_due)
+            await self.wakeup.wait(self.settings.poll_interval)
+
+    def _wake_at_ms(self, epoch_ms: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.wakeup.at(loop.time() + max(0.0, epoch_ms / 1000 - time.time()))
+
+    async def _next_due_safe(self) -> int | None:
+        try:
+            return await self.claimer.next_due_at()
+        except Exception:  # noqa: BLE001 - only a hint for the next wake-up
+            return None
+
+    async def _start(self, claimed: list[Claimed], bodies: dict[str, bytes]) -> None:
+        endpoints = await self.endpoints.get_many({c.connector_id for c in claimed})
+        for c in claimed:
+            task = asyncio.create_task(
+                self._deliver(c, bodies.get(c.message_id), endpoints.get(c.connector_id))
+            )
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    async def _deliver(self, c: Claimed, body: bytes | None, endpoint: Endpoint | None) -> None:
+        assert self.sender is not None
+        if endpoint is None or not endpoint.active or body is None:
+            self.recorder.put(Outcome(c.id, c.lease_id, "release", c.attempts, 0, None))
+            return
+        attempt = c.attempts + 1
+        url = endpoint.url_for(c.kind)
+        headers = webhook_headers(endpoint, c.message_id, int(time.time()), body)
+        result = await self.sender.post(url, headers, body)
+        ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
+        decision = self.policy.decide(attempt, result.succeeded, time.time())
+        if decision.verdict is Verdict.RETRY:
+            assert decision.retry_at is not None
+            next_at = int(decision.retry_at * 1000)
+            status = "pending"
+        else:
+            next_at = int(time.time() * 1000)
+            status = decision.verdict.value
+        DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
+        self.recorder.put(Outcome(c.id, c.lease_id, status, attempt, next_at, result))

@@ -1,0 +1,118 @@
+"""The exceptions hookstream raises.
+
+One base class; lower-level errors are mapped to the most specific subclass with the
+original kept in ``__cause__``::
+
+    HookstreamError
+    ├── ConfigurationError          settings missing or unsafe
+    ├── StorageError                the database failed or is not ready
+    │   └── SchemaOutOfDate         migrations have not been applied
+    ├── ApiError                    answered to an HTTP client as {"error": {...}}
+    │   ├── BadRequest (400)
+    │   ├── Unauthorized (401)
+    │   ├── Forbidden (403)
+    │   ├── NotFound (404)
+    │   ├── Conflict (409)
+    │   ├── PayloadTooLarge (413)
+    │   └── ValidationFailed (422)
+    └── DeliveryError               one attempt to reach a receiver failed
+        ├── TargetRefused           the address is not allowed (private network)
+        ├── ConnectError            could not connect (DNS, refused, TLS)
+        ├── TimeoutError_           no complete answer within the timeout
+        └── ResponseError           the receiver answered, not with 2xx
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HookstreamError(Exception):
+    """Base class of every error hookstream raises on purpose."""
+
+
+class ConfigurationError(HookstreamError):
+    """A setting is missing, malformed or unsafe for this deployment."""
+
+
+class StorageError(HookstreamError):
+    """The database could not do what was asked."""
+
+
+class SchemaOutOfDate(StorageError):
+    """The database schema is behind the code: run ``hookstream migrate``."""
+
+
+class ApiError(HookstreamError):
+    """An error answered to an HTTP client with the contract's error body."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(ApiError):
+    status_code = 422
+    code = "validation_error"
+
+
+class DeliveryError(HookstreamError):
+    """One attempt to deliver a webhook failed; the retry policy decides what follows."""
+
+
+class TargetRefused(DeliveryError):
+    """The receiver's address is in a network hookstream may not call."""
+
+
+class ConnectError(DeliveryError):
+    """The receiver could not be reached (DNS, connection refused, TLS)."""
+
+
+class TimeoutError_(DeliveryError):  # noqa: N801 - the builtin name is taken
+    """The receiver did not answer completely within the timeout."""
+
+
+class ResponseError(DeliveryError):
+    """The receiver answered with a status that is not 2xx."""

@@ -1,0 +1,38 @@
+"""Identifiers and keys: time-sortable ids, random keys and their hashes (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_id(prefix: str, now_ms: int | None = None) -> str:
+    """A ULID-like id: 48-bit milliseconds then 80 random bits, base32, behind ``prefix_``.
+
+    Ids sort by creation time, which gives the logs a stable order and cheap cursors.
+    """
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def new_key(prefix: str) -> str:
+    """A secret bearer key with 256 bits of entropy."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a bearer key.
+
+    Keys carry 256 random bits, so a fast hash is enough: nothing can be guessed, and a
+    slow KDF would cost every ingest request.
+    """
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Ingest: gateways' messages accepted, validated and stored with their deliveries."""

@@ -1,0 +1,127 @@
+"""The datastream message format of the gateway vendor's document (pure, no I/O).
+
+Fields and types, ``?`` meaning nullable::
+
+    deviceId: String, property: String, timestamp: Long, payload: Any, receivedAt: Long?,
+    scaledPayload: Number?, name: String?, unit: String?, externalId: String?,
+    propertyId: String?, equipmentId: String?, gatewayInterfaceId: String?, slug: String?,
+    isOutOfService: Boolean?, tags: Map<String, String>
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Kind = Literal["values", "events", "alarms"]
+KINDS: tuple[str, ...] = get_args(Kind)
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1024 * 1024
+
+# The order of the document; delivered bodies keep it.
+FIELDS: tuple[str, ...] = (
+    "deviceId", "property", "timestamp", "payload", "receivedAt", "scaledPayload", "name",
+    "unit", "externalId", "propertyId", "equipmentId", "gatewayInterfaceId", "slug",
+    "isOutOfService", "tags",
+)
+_LONG_MAX = 2**63 - 1
+
+
+class DatastreamMessage(BaseModel):
+    """One value, event or alarm as a gateway reports it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    deviceId: str = Field(min_length=1, max_length=256)
+    property: str = Field(min_length=1, max_length=256)
+    timestamp: int = Field(ge=0, le=_LONG_MAX)
+    payload: Any
+    receivedAt: int | None = Field(default=None, ge=0, le=_LONG_MAX)
+    scaledPayload: float | int | None = None
+    name: str | None = None
+    unit: str | None = None
+    externalId: str | None = None
+    propertyId: str | None = None
+    equipmentId: str | None = None
+    gatewayInterfaceId: str | None = None
+    slug: str | None = None
+    isOutOfService: bool | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_present(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("payload must not be null")
+        return value
+
+
+class MessageFormatError(ValueError):
+    """A body that is not one valid message or an array of them; ``details`` lists why."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+def _describe(err: Any, index: int | None) -> dict[str, Any]:
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        text = f"'{field}' is not a field of the datastream message format"
+    elif err["type"] == "missing":
+        text = f"'{field}' is required"
+    else:
+        text = f"'{field}': {err['msg'].removeprefix('Value error, ')}"
+    detail: dict[str, Any] = {"field": field, "message": text}
+    if index is not None:
+        detail["index"] = index
+    return detail
+
+
+def parse_messages(raw: bytes) -> tuple[list[DatastreamMessage], bool]:
+    """Parse a request body: one message or an array of 1 to 1000. Returns (messages, is_batch)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MessageFormatError(f"body is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        items, is_batch = [data], False
+    elif isinstance(data, list):
+        if not data:
+            raise MessageFormatError("the array is empty: send 1 to 1000 messages")
+        if len(data) > MAX_BATCH:
+            raise MessageFormatError(
+                f"the array holds {len(data)} messages; at most {MAX_BATCH} are accepted"
+            )
+        items, is_batch = data, True
+    else:
+        raise MessageFormatError("body must be a JSON object or an array of objects")
+
+    messages: list[DatastreamMessage] = []
+    details: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        index = i if is_batch else None
+        if not isinstance(item, dict):
+            details.append({"index": i, "field": "", "message": "each message must be an object"})
+            continue
+        try:
+            messages.append(DatastreamMessage.model_validate(item))
+        except ValidationError as exc:
+            details.extend(_describe(err, index) for err in exc.errors())
+    if details:
+        first = details[0]["message"]
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise MessageFormatError(f"invalid message: {first}{more}", details[:100])
+    return messages, is_batch
+
+
+def to_body(message: DatastreamMessage, received_at_ms: int) -> bytes:
+    """The delivered JSON: exactly the 15 fields, in the document's order, nulls present."""
+    doc = {name: getattr(message, name) for name in FIELDS}
+    if doc["receivedAt"] is None:
+        doc["receivedAt"] = received_at_ms
+    return orjson.dumps(doc)

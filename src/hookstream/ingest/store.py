@@ -1,0 +1,58 @@
+"""Storing accepted messages and routing them, in one transaction."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hookstream.ids import new_id
+from hookstream.ingest.message import DatastreamMessage, to_body
+from hookstream.route.routing import Trigger, connectors_for
+from hookstream.storage.repository import Repository
+
+
+def build_triggers(rows: Any) -> list[Trigger]:
+    """Routing rows (one per trigger and scoped gateway) folded into Triggers."""
+    grouped: dict[tuple[str, str, bool], set[str]] = {}
+    for r in rows:
+        key = (r.connector_id, r.kinds, bool(r.all_gateways))
+        gateways = grouped.setdefault(key, set())
+        if r.gateway_id is not None:
+            gateways.add(r.gateway_id)
+    return [
+        Trigger(cid, frozenset(kinds.split(",")), all_gw, frozenset(gws))
+        for (cid, kinds, all_gw), gws in grouped.items()
+    ]
+
+
+async def store_messages(
+    repo: Repository, *, org_id: str, gateway_id: str, kind: str,
+    messages: list[DatastreamMessage],
+) -> tuple[list[str], int]:
+    """Insert the messages and one pending delivery per matching active connector.
+
+    Returns the message ids and the number of deliveries created. The caller commits.
+    """
+    now = int(time.time() * 1000)
+    triggers = build_triggers(await repo.routing_rows(org_id))
+    targets = connectors_for(kind, gateway_id, triggers)
+    message_rows: list[dict[str, Any]] = []
+    delivery_rows: list[dict[str, Any]] = []
+    for m in messages:
+        message_id = new_id("msg", now)
+        message_rows.append({
+            "id": message_id, "org_id": org_id, "gateway_id": gateway_id, "kind": kind,
+            "device_id": m.deviceId, "body": to_body(m, now), "accepted_at": now,
+        })
+        for connector_id in targets:
+            delivery_rows.append({
+                "id": new_id("dlv", now), "org_id": org_id, "message_id": message_id,
+                "connector_id": connector_id, "kind": kind, "device_id": m.deviceId,
+                "status": "pending", "attempts": 0, "next_attempt_at": now,
+                "created_at": now, "updated_at": now,
+            })
+    await repo.insert_messages(message_rows)
+    await repo.insert_deliveries(delivery_rows)
+    if delivery_rows:
+        await repo.notify_due()
+    return [r["id"] for r in message_rows], len(delivery_rows)

@@ -1,0 +1,1 @@
+"""Queue: due deliveries claimed under a lease, and the hints that wake the claimer."""

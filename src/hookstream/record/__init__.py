@@ -1,0 +1,1 @@
+"""Record: attempts and delivery outcomes written back in batches."""

@@ -1,0 +1,144 @@
+"""Batched writes of attempt outcomes: one transaction for many deliveries.
+
+A worker hands each outcome to ``Recorder.put``; the recorder writes what has gathered
+every ``flush_ms`` or every ``batch`` outcomes. The write runs under ``asyncio.shield`` and
+is retried until it succeeds, so neither a cancellation nor a database hiccup loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hookstream.deliver.client import AttemptResult
+from hookstream.ids import new_id
+from hookstream.storage.database import Database
+from hookstream.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one leased delivery.
+
+    ``status`` is ``delivered``, ``pending`` (retry at ``next_attempt_at``), ``failed``, or
+    ``release`` (not attempted: give the lease back, held).
+    """
+
+    delivery_id: str
+    lease_id: str
+    status: str
+    attempt: int
+    next_attempt_at: int
+    result: AttemptResult | None
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch: int,
+        flush_ms: float,
+        on_retry_scheduled: Callable[[int], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._on_retry_scheduled = on_retry_scheduled
+        self._batch = batch
+        self._flush_s = flush_ms / 1000
+        self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def put(self, outcome: Outcome) -> None:
+        self._idle.clear()
+        self._queue.put_nowait(outcome)
+
+    async def run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            pending = [first]
+            deadline = time.monotonic() + self._flush_s
+            while len(pending) < self._batch:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self._queue.get(), timeout))
+                except TimeoutError:
+                    break
+            await asyncio.shield(self._write_until_done(pending))
+            if self._queue.empty():
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Write everything queued (used at shutdown)."""
+        pending: list[Outcome] = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        if pending:
+            await self._write_until_done(pending)
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def _write_until_done(self, outcomes: list[Outcome]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._write(outcomes)
+                break
+            except Exception:  # noqa: BLE001 - keep the batch; the database may come back
+                log.exception("writing %d delivery outcomes failed; retrying", len(outcomes))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self._on_retry_scheduled is not None:
+            due = [o.next_attempt_at for o in outcomes if o.status == "pending"]
+            if due:
+                self._on_retry_scheduled(min(due))
+
+    async def _write(self, outcomes: list[Outcome]) -> None:
+        now = int(time.time() * 1000)
+        attempts, delivered, not_delivered, released = [], [], [], []
+        for o in outcomes:
+            r = o.result
+            if r is None:
+                released.append({"b_id": o.delivery_id, "b_lease_id": o.lease_id, "b_now": now})
+                continue
+            attempts.append({
+                "id": new_id("att"),
+                "delivery_id": o.delivery_id,
+                "number": o.attempt,
+                "started_at": int(r.started_at * 1000),
+                "duration_ms": r.duration_ms,
+                "status_code": r.status_code,
+                "response_body": r.response_body,
+                "error": r.error,
+            })
+            row = {
+                "b_id": o.delivery_id,
+                "b_lease_id": o.lease_id,
+                "b_attempts": o.attempt,
+                "b_status_code": r.status_code,
+                "b_now": now,
+            }
+            if o.status == "delivered":
+                delivered.append(row)
+            else:
+                row.update(
+                    b_status=o.status,
+                    b_next_attempt_at=o.next_attempt_at,
+                    b_error=r.error or (f"HTTP {r.status_code}" if r.status_code else None),
+                )
+                not_delivered.append(row)
+        async with self._db.write() as conn:
+            repo = Repository(conn)
+            await repo.insert_attempts(attempts)
+            await repo.record_delivered(delivered)
+            await repo.record_not_delivered(not_delivered)
+            await repo.release_deliveries(released)

@@ -1,0 +1,1 @@
+"""Route: which connectors a message goes to."""

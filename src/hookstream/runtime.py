@@ -1,0 +1,72 @@
+"""What every role of a process shares: settings, database, secret box, admin key, wake-ups."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError
+
+from hookstream.ids import hash_key, new_key
+from hookstream.queue.wakeup import Wakeup
+from hookstream.security.secretbox import SecretBox, load_secrets_key
+from hookstream.settings import Settings
+from hookstream.storage.database import Database
+from hookstream.storage.repository import Repository
+
+ADMIN_KEY_META = "admin_key_hash"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    box: SecretBox
+    admin_key_hash: str = ""
+    # Set when this process generated the admin key (printed once by the caller).
+    new_admin_key: str | None = None
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        box = SecretBox(load_secrets_key(settings))
+        db = Database(settings)
+        runtime = cls(settings=settings, db=db, box=box)
+        await runtime._load_admin_key()
+        return runtime
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    async def _load_admin_key(self) -> None:
+        if self.settings.admin_key is not None:
+            self.admin_key_hash = hash_key(self.settings.admin_key.get_secret_value())
+            return
+        async with self.db.read() as conn:
+            stored = await Repository(conn).get_meta(ADMIN_KEY_META)
+        if stored is not None:
+            self.admin_key_hash = stored
+            return
+        key = new_key("hsa")
+        try:
+            async with self.db.write() as conn:
+                await Repository(conn).insert_meta(ADMIN_KEY_META, hash_key(key))
+        except IntegrityError:  # another process generated it first
+            async with self.db.read() as conn:
+                self.admin_key_hash = await Repository(conn).get_meta(ADMIN_KEY_META) or ""
+            return
+        self.admin_key_hash = hash_key(key)
+        self.new_admin_key = key
+        if self.settings.is_sqlite:
+            write_private(Path(self.settings.data_dir) / "admin.key", key)
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content + "\n")

@@ -1,0 +1,123 @@
+"""Every setting hookstream reads, in one typed object (environment and ``.env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hookstream.errors import ConfigurationError
+
+# Placeholders people paste from examples; refused wherever a real secret is required.
+_PLACEHOLDERS = {"", "change-me", "changeme", "secret", "example", "test", "xxx"}
+
+# Svix's schedule after the first, immediate attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class Settings(BaseSettings):
+    """Configuration from ``HOOKSTREAM_*`` variables (a ``.env`` file is read too)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOOKSTREAM_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///var/hookstream.db"
+    listen: str = "127.0.0.1:8000"
+    admin_key: SecretStr | None = None
+    secrets_key: SecretStr | None = None
+    mqtt_url: str | None = None
+    allow_private_targets: bool = False
+    data_dir: Path = Path("var")
+
+    # What survives a power loss on SQLite: "full" fsyncs every commit (a 202 survives a
+    # power cut), "normal" survives a crash of any process but may lose the last commits
+    # on power loss.
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+
+    # Delivery
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    request_timeout: float = Field(default=15.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+    worker_concurrency: int = Field(default=256, ge=1)
+    claim_batch: int = Field(default=256, ge=1)
+    record_batch: int = Field(default=512, ge=1)
+    record_flush_ms: float = Field(default=20.0, gt=0)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.strip("[] ").split(",") if p.strip()]
+            return tuple(float(p) for p in parts)
+        return value
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry delays must be zero or more seconds")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("HOOKSTREAM_LISTEN must be HOST:PORT, e.g. 127.0.0.1:8000")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgres:",
+                                 "postgresql+asyncpg:")):
+            raise ValueError("HOOKSTREAM_DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_missing_secrets(self) -> Settings:
+        if self.is_sqlite:
+            return self
+        key = self.secrets_key.get_secret_value() if self.secrets_key else ""
+        if key.strip().lower() in _PLACEHOLDERS:
+            raise ValueError(
+                "HOOKSTREAM_SECRETS_KEY is required with PostgreSQL and must be the same in "
+                "every process (create one with: hookstream keys secrets)"
+            )
+        if self.admin_key is not None and (
+            self.admin_key.get_secret_value().strip().lower() in _PLACEHOLDERS
+        ):
+            raise ValueError("HOOKSTREAM_ADMIN_KEY is a placeholder; set a random key or unset it")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning a validation failure into one readable ConfigurationError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError("; ".join(lines)) from exc

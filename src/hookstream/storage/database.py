@@ -1,0 +1,109 @@
+"""Connections: SQLite (WAL, one writer at a time) or PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hookstream.settings import Settings
+
+NOTIFY_CHANNEL = "hookstream_due"
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy URL with the asyncio driver for a ``sqlite:`` or ``postgresql:`` URL."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:"):]
+    for prefix in ("postgresql:", "postgres:"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg:" + url[len(prefix):]
+    return url
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A DSN asyncpg understands, for the LISTEN connection that lives outside the pool."""
+    return make_url(async_url(url)).set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+class Database:
+    """The engine and the two ways in: ``write()`` (a transaction) and ``read()``."""
+
+    def __init__(self, settings: Settings, *, pool_size: int = 10) -> None:
+        self.settings = settings
+        self.url = async_url(settings.database_url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            db_path = make_url(self.url).database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["pool_size"] = pool_size
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = pool_size
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, settings.sqlite_synchronous)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends without error."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection (on SQLite a deferred transaction that takes no write lock)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(hookstream_readonly=True)
+            yield conn
+            await conn.rollback()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN handling is switched off; the "begin" hook below issues it.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the lock up front: a deferred transaction that later upgrades to a
+        # writer can fail with SQLITE_BUSY at once, without waiting for busy_timeout.
+        readonly = conn.get_execution_options().get("hookstream_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def migration_engine(settings: Settings) -> AsyncEngine:
+    """A short-lived engine for migrations (no pool kept)."""
+    url = async_url(settings.database_url)
+    if url.startswith("sqlite"):
+        db_path = make_url(url).database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, poolclass=NullPool)
+    if url.startswith("sqlite"):
+        _configure_sqlite(engine, settings.sqlite_synchronous)
+    return engine

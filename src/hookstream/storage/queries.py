@@ -1,0 +1,368 @@
+"""Every SQL statement hookstream runs, each under a name (SQLAlchemy Core, both dialects).
+
+The repository (``repository.py``) has one method per statement here. Statements built from
+filters are functions; fixed ones are constants, compiled once and cached.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Select,
+    String,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.sql.dml import Insert
+
+from hookstream.storage.tables import (
+    attempts,
+    connectors,
+    deliveries,
+    gateways,
+    messages,
+    meta,
+    organizations,
+    trigger_gateways,
+    triggers,
+)
+
+# --- meta -------------------------------------------------------------------------------
+get_meta = select(meta.c.value).where(meta.c.key == bindparam("key"))
+insert_meta = insert(meta)
+
+# --- organizations ----------------------------------------------------------------------
+insert_organization = insert(organizations)
+organization_by_key_hash = select(organizations.c.id, organizations.c.name).where(
+    organizations.c.api_key_hash == bindparam("key_hash")
+)
+
+
+def list_organizations(after: str | None, limit: int) -> Select[tuple[str, str, int]]:
+    q = select(organizations.c.id, organizations.c.name, organizations.c.created_at)
+    if after:
+        q = q.where(organizations.c.id > after)
+    return q.order_by(organizations.c.id).limit(limit)
+
+
+# --- gateways ---------------------------------------------------------------------------
+insert_gateway = insert(gateways)
+gateway_by_token_hash = select(gateways.c.id, gateways.c.org_id).where(
+    gateways.c.ingest_token_hash == bindparam("token_hash"), gateways.c.deleted_at.is_(None)
+)
+_gateway_cols = (gateways.c.id, gateways.c.name, gateways.c.external_id, gateways.c.created_at)
+get_gateway = select(*_gateway_cols).where(
+    gateways.c.org_id == bindparam("org_id"),
+    gateways.c.id == bindparam("id"),
+    gateways.c.deleted_at.is_(None),
+)
+
+
+def list_gateways(org_id: str, after: str | None, limit: int) -> Select[tuple[str, str, str, int]]:
+    q = select(*_gateway_cols).where(gateways.c.org_id == org_id, gateways.c.deleted_at.is_(None))
+    if after:
+        q = q.where(gateways.c.id > after)
+    return q.order_by(gateways.c.id).limit(limit)
+
+
+update_gateway = update(gateways).where(
+    gateways.c.org_id == bindparam("b_org_id"),
+    gateways.c.id == bindparam("b_id"),
+    gateways.c.deleted_at.is_(None),
+)
+delete_gateway = (
+    update(gateways)
+    .where(
+        gateways.c.org_id == bindparam("org_id"),
+        gateways.c.id == bindparam("id"),
+        gateways.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("now"))
+)
+unlink_gateway_from_triggers = delete(trigger_gateways).where(
+    trigger_gateways.c.gateway_id == bindparam("id")
+)
+existing_gateway_ids = select(gateways.c.id).where(
+    gateways.c.org_id == bindparam("org_id"),
+    gateways.c.id.in_(bindparam("ids", expanding=True)),
+    gateways.c.deleted_at.is_(None),
+)
+
+# --- connectors -------------------------------------------------------------------------
+insert_connector = insert(connectors)
+_connector_cols = (
+    connectors.c.id, connectors.c.org_id, connectors.c.name, connectors.c.base_url,
+    connectors.c.route_values, connectors.c.route_events, connectors.c.route_alarms,
+    connectors.c.auth_type, connectors.c.auth_public, connectors.c.active,
+    connectors.c.deactivated_reason, connectors.c.created_at, connectors.c.updated_at,
+)
+get_connector = select(*_connector_cols).where(
+    connectors.c.org_id == bindparam("org_id"),
+    connectors.c.id == bindparam("id"),
+    connectors.c.deleted_at.is_(None),
+)
+
+
+def list_connectors(org_id: str, after: str | None, limit: int) -> Select[tuple[object, ...]]:
+    q = select(*_connector_cols).where(
+        connectors.c.org_id == org_id, connectors.c.deleted_at.is_(None)
+    )
+    if after:
+        q = q.where(connectors.c.id > after)
+    return q.order_by(connectors.c.id).limit(limit)
+
+
+def update_connector(values: dict[str, object]) -> Update:
+    return (
+        update(connectors)
+        .where(
+            connectors.c.org_id == bindparam("b_org_id"),
+            connectors.c.id == bindparam("b_id"),
+            connectors.c.deleted_at.is_(None),
+        )
+        .values(**values)
+    )
+
+
+delete_connector = (
+    update(connectors)
+    .where(
+        connectors.c.org_id == bindparam("org_id"),
+        connectors.c.id == bindparam("id"),
+        connectors.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("now"), active=False)
+)
+# What a worker needs to send: the connector whatever its organization, secrets included.
+connector_for_sending = select(
+    connectors.c.id, connectors.c.base_url, connectors.c.route_values, connectors.c.route_events,
+    connectors.c.route_alarms, connectors.c.secret_enc, connectors.c.auth_type,
+    connectors.c.auth_secret_enc, connectors.c.active, connectors.c.deleted_at,
+).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
+
+# --- deliveries held and resumed by the toggle ------------------------------------------
+hold_deliveries = (
+    update(deliveries)
+    .where(deliveries.c.connector_id == bindparam("connector_id"), deliveries.c.status == "pending")
+    .values(status="held", updated_at=bindparam("now"))
+)
+resume_deliveries = (
+    update(deliveries)
+    .where(deliveries.c.connector_id == bindparam("connector_id"), deliveries.c.status == "held")
+    .values(status="pending", next_attempt_at=bindparam("now"), updated_at=bindparam("now"))
+)
+cancel_open_deliveries = (
+    update(deliveries)
+    .where(
+        deliveries.c.connector_id == bindparam("connector_id"),
+        deliveries.c.status.in_(("pending", "held")),
+    )
+    .values(status="cancelled", lease_id=None, updated_at=bindparam("now"))
+)
+
+# --- triggers ---------------------------------------------------------------------------
+insert_trigger = insert(triggers)
+insert_trigger_gateways = insert(trigger_gateways)
+list_triggers = (
+    select(triggers.c.id, triggers.c.kinds, triggers.c.all_gateways, triggers.c.created_at)
+    .where(triggers.c.connector_id == bindparam("connector_id"))
+    .order_by(triggers.c.id)
+)
+trigger_gateway_ids = select(trigger_gateways.c.trigger_id, trigger_gateways.c.gateway_id).where(
+    trigger_gateways.c.trigger_id.in_(bindparam("trigger_ids", expanding=True))
+)
+delete_trigger = delete(triggers).where(
+    triggers.c.connector_id == bindparam("connector_id"), triggers.c.id == bindparam("trigger_id")
+)
+# The routing table of one organization: every trigger of its active connectors, one row
+# per scoped gateway (or one row with no gateway for an all-gateways trigger).
+routing_rows = (
+    select(
+        triggers.c.connector_id, triggers.c.kinds, triggers.c.all_gateways,
+        trigger_gateways.c.gateway_id,
+    )
+    .select_from(
+        triggers.join(connectors, connectors.c.id == triggers.c.connector_id).outerjoin(
+            trigger_gateways, trigger_gateways.c.trigger_id == triggers.c.id
+        )
+    )
+    .where(
+        connectors.c.org_id == bindparam("org_id"),
+        connectors.c.active.is_(True),
+        connectors.c.deleted_at.is_(None),
+    )
+    .order_by(triggers.c.connector_id)
+)
+
+# --- messages ---------------------------------------------------------------------------
+insert_messages: Insert = insert(messages)
+insert_deliveries: Insert = insert(deliveries)
+_message_cols = (
+    messages.c.id, messages.c.gateway_id, messages.c.kind, messages.c.device_id,
+    messages.c.body, messages.c.accepted_at,
+)
+get_message = select(*_message_cols).where(
+    messages.c.org_id == bindparam("org_id"), messages.c.id == bindparam("id")
+)
+
+
+def list_messages(
+    org_id: str,
+    *,
+    gateway_id: str | None,
+    device_id: str | None,
+    kind: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    before: str | None,
+    limit: int,
+) -> Select[tuple[object, ...]]:
+    q = select(*_message_cols).where(messages.c.org_id == org_id)
+    if gateway_id:
+        q = q.where(messages.c.gateway_id == gateway_id)
+    if device_id:
+        q = q.where(messages.c.device_id == device_id)
+    if kind:
+        q = q.where(messages.c.kind == kind)
+    if since_ms is not None:
+        q = q.where(messages.c.accepted_at >= since_ms)
+    if until_ms is not None:
+        q = q.where(messages.c.accepted_at < until_ms)
+    if before:
+        q = q.where(messages.c.id < before)
+    return q.order_by(messages.c.id.desc()).limit(limit)
+
+
+message_bodies = select(messages.c.id, messages.c.body).where(
+    messages.c.id.in_(bindparam("ids", expanding=True))
+)
+
+# --- deliveries -------------------------------------------------------------------------
+_delivery_cols = (
+    deliveries.c.id, deliveries.c.message_id, deliveries.c.connector_id, deliveries.c.kind,
+    deliveries.c.device_id, deliveries.c.status, deliveries.c.attempts,
+    deliveries.c.next_attempt_at, deliveries.c.last_status_code, deliveries.c.last_error,
+    deliveries.c.replay_of, deliveries.c.created_at, deliveries.c.updated_at,
+)
+deliveries_of_messages = (
+    select(*_delivery_cols)
+    .where(deliveries.c.message_id.in_(bindparam("message_ids", expanding=True)))
+    .order_by(deliveries.c.id)
+)
+get_delivery = select(*_delivery_cols).where(
+    deliveries.c.org_id == bindparam("org_id"), deliveries.c.id == bindparam("id")
+)
+
+
+def list_deliveries(
+    org_id: str,
+    *,
+    connector_id: str | None,
+    status: str | None,
+    device_id: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+    before: str | None,
+    limit: int,
+) -> Select[tuple[object, ...]]:
+    q = select(*_delivery_cols).where(deliveries.c.org_id == org_id)
+    if connector_id:
+        q = q.where(deliveries.c.connector_id == connector_id)
+    if status:
+        q = q.where(deliveries.c.status == status)
+    if device_id:
+        q = q.where(deliveries.c.device_id == device_id)
+    if since_ms is not None:
+        q = q.where(deliveries.c.created_at >= since_ms)
+    if until_ms is not None:
+        q = q.where(deliveries.c.created_at < until_ms)
+    if before:
+        q = q.where(deliveries.c.id < before)
+    return q.order_by(deliveries.c.id.desc()).limit(limit)
+
+
+list_attempts = (
+    select(
+        attempts.c.id, attempts.c.number, attempts.c.started_at, attempts.c.duration_ms,
+        attempts.c.status_code, attempts.c.response_body, attempts.c.error,
+    )
+    .where(attempts.c.delivery_id == bindparam("delivery_id"))
+    .order_by(attempts.c.number, attempts.c.id)
+)
+
+# Claim and lease in one statement: the rows due first, skipping those another worker holds.
+_due = (
+    select(deliveries.c.id)
+    .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
+    .order_by(deliveries.c.next_attempt_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+claim_due = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(_due))
+    .values(
+        next_attempt_at=bindparam("lease_until"),
+        lease_id=bindparam("lease_id"),
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        deliveries.c.id, deliveries.c.message_id, deliveries.c.connector_id, deliveries.c.kind,
+        deliveries.c.attempts,
+    )
+)
+next_due_at = select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
+
+# An outcome is written only by the worker still holding the lease.
+_leased = and_(
+    deliveries.c.id == bindparam("b_id"), deliveries.c.lease_id == bindparam("b_lease_id")
+)
+record_delivered = (
+    update(deliveries)
+    .where(_leased)
+    .values(
+        status="delivered",
+        attempts=bindparam("b_attempts"),
+        last_status_code=bindparam("b_status_code"),
+        last_error=None,
+        lease_id=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+# A delivery held or cancelled while its attempt was in flight keeps that status.
+record_not_delivered = (
+    update(deliveries)
+    .where(_leased)
+    .values(
+        status=case(
+            (deliveries.c.status.in_(("held", "cancelled")), deliveries.c.status),
+            else_=bindparam("b_status", type_=String),
+        ),
+        attempts=bindparam("b_attempts"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_status_code=bindparam("b_status_code"),
+        last_error=bindparam("b_error"),
+        lease_id=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+insert_attempts = insert(attempts)
+# Give a delivery back without an attempt (its connector was switched off meanwhile).
+release_delivery = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.lease_id == bindparam("b_lease_id"))
+    .values(
+        status=case((deliveries.c.status == "pending", literal("held")), else_=deliveries.c.status),
+        next_attempt_at=bindparam("b_now"),
+        lease_id=None,
+        updated_at=bindparam("b_now"),
+    )
+)

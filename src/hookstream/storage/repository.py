@@ -1,0 +1,202 @@
+"""The repository: one method per named query of ``queries.py``, on one connection.
+
+Open a transaction with ``Database.write()`` (or ``read()``) and wrap its connection::
+
+    async with db.write() as conn:
+        repo = Repository(conn)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookstream.storage import queries as q
+from hookstream.storage.database import NOTIFY_CHANNEL
+
+Rows = Sequence[Row[Any]]
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _one(self, stmt: Any, params: dict[str, Any] | None = None) -> Row[Any] | None:
+        return (await self.conn.execute(stmt, params or {})).first()
+
+    async def _all(self, stmt: Any, params: dict[str, Any] | None = None) -> Rows:
+        return (await self.conn.execute(stmt, params or {})).all()
+
+    async def _many(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(stmt, rows)
+
+    async def _count(self, stmt: Any, params: dict[str, Any]) -> int:
+        return (await self.conn.execute(stmt, params)).rowcount
+
+    # --- meta ---------------------------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one(q.get_meta, {"key": key})
+        return None if row is None else str(row[0])
+
+    async def insert_meta(self, key: str, value: str) -> None:
+        await self.conn.execute(q.insert_meta, {"key": key, "value": value})
+
+    # --- organizations ------------------------------------------------------------------
+    async def insert_organization(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_organization, values)
+
+    async def organization_by_key_hash(self, key_hash: str) -> Row[Any] | None:
+        return await self._one(q.organization_by_key_hash, {"key_hash": key_hash})
+
+    async def list_organizations(self, after: str | None, limit: int) -> Rows:
+        return await self._all(q.list_organizations(after, limit))
+
+    # --- gateways -----------------------------------------------------------------------
+    async def insert_gateway(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_gateway, values)
+
+    async def gateway_by_token_hash(self, token_hash: str) -> Row[Any] | None:
+        return await self._one(q.gateway_by_token_hash, {"token_hash": token_hash})
+
+    async def get_gateway(self, org_id: str, gateway_id: str) -> Row[Any] | None:
+        return await self._one(q.get_gateway, {"org_id": org_id, "id": gateway_id})
+
+    async def list_gateways(self, org_id: str, after: str | None, limit: int) -> Rows:
+        return await self._all(q.list_gateways(org_id, after, limit))
+
+    async def update_gateway(self, org_id: str, gateway_id: str, **values: Any) -> int:
+        return await self._count(
+            q.update_gateway.values(**values), {"b_org_id": org_id, "b_id": gateway_id}
+        )
+
+    async def delete_gateway(self, org_id: str, gateway_id: str, now: int) -> int:
+        return await self._count(q.delete_gateway, {"org_id": org_id, "id": gateway_id, "now": now})
+
+    async def unlink_gateway_from_triggers(self, gateway_id: str) -> None:
+        await self.conn.execute(q.unlink_gateway_from_triggers, {"id": gateway_id})
+
+    async def existing_gateway_ids(self, org_id: str, ids: list[str]) -> set[str]:
+        rows = await self._all(q.existing_gateway_ids, {"org_id": org_id, "ids": ids})
+        return {r[0] for r in rows}
+
+    # --- connectors ---------------------------------------------------------------------
+    async def insert_connector(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_connector, values)
+
+    async def get_connector(self, org_id: str, connector_id: str) -> Row[Any] | None:
+        return await self._one(q.get_connector, {"org_id": org_id, "id": connector_id})
+
+    async def list_connectors(self, org_id: str, after: str | None, limit: int) -> Rows:
+        return await self._all(q.list_connectors(org_id, after, limit))
+
+    async def update_connector(self, org_id: str, connector_id: str, **values: Any) -> int:
+        return await self._count(
+            q.update_connector(values), {"b_org_id": org_id, "b_id": connector_id}
+        )
+
+    async def delete_connector(self, org_id: str, connector_id: str, now: int) -> int:
+        return await self._count(
+            q.delete_connector, {"org_id": org_id, "id": connector_id, "now": now}
+        )
+
+    async def connector_for_sending(self, ids: list[str]) -> Rows:
+        return await self._all(q.connector_for_sending, {"ids": ids})
+
+    async def hold_deliveries(self, connector_id: str, now: int) -> int:
+        return await self._count(q.hold_deliveries, {"connector_id": connector_id, "now": now})
+
+    async def resume_deliveries(self, connector_id: str, now: int) -> int:
+        return await self._count(q.resume_deliveries, {"connector_id": connector_id, "now": now})
+
+    async def cancel_open_deliveries(self, connector_id: str, now: int) -> int:
+        return await self._count(
+            q.cancel_open_deliveries, {"connector_id": connector_id, "now": now}
+        )
+
+    # --- triggers -----------------------------------------------------------------------
+    async def insert_trigger(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_trigger, values)
+
+    async def insert_trigger_gateways(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.insert_trigger_gateways, rows)
+
+    async def list_triggers(self, connector_id: str) -> Rows:
+        return await self._all(q.list_triggers, {"connector_id": connector_id})
+
+    async def trigger_gateway_ids(self, trigger_ids: list[str]) -> Rows:
+        if not trigger_ids:
+            return []
+        return await self._all(q.trigger_gateway_ids, {"trigger_ids": trigger_ids})
+
+    async def delete_trigger(self, connector_id: str, trigger_id: str) -> int:
+        return await self._count(
+            q.delete_trigger, {"connector_id": connector_id, "trigger_id": trigger_id}
+        )
+
+    async def routing_rows(self, org_id: str) -> Rows:
+        return await self._all(q.routing_rows, {"org_id": org_id})
+
+    # --- messages -----------------------------------------------------------------------
+    async def insert_messages(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.insert_messages, rows)
+
+    async def insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.insert_deliveries, rows)
+
+    async def get_message(self, org_id: str, message_id: str) -> Row[Any] | None:
+        return await self._one(q.get_message, {"org_id": org_id, "id": message_id})
+
+    async def list_messages(self, org_id: str, **filters: Any) -> Rows:
+        return await self._all(q.list_messages(org_id, **filters))
+
+    async def message_bodies(self, ids: list[str]) -> dict[str, bytes]:
+        rows = await self._all(q.message_bodies, {"ids": ids})
+        return {r.id: bytes(r.body) for r in rows}
+
+    # --- deliveries ---------------------------------------------------------------------
+    async def deliveries_of_messages(self, message_ids: list[str]) -> Rows:
+        if not message_ids:
+            return []
+        return await self._all(q.deliveries_of_messages, {"message_ids": message_ids})
+
+    async def get_delivery(self, org_id: str, delivery_id: str) -> Row[Any] | None:
+        return await self._one(q.get_delivery, {"org_id": org_id, "id": delivery_id})
+
+    async def list_deliveries(self, org_id: str, **filters: Any) -> Rows:
+        return await self._all(q.list_deliveries(org_id, **filters))
+
+    async def list_attempts(self, delivery_id: str) -> Rows:
+        return await self._all(q.list_attempts, {"delivery_id": delivery_id})
+
+    async def claim_due(
+        self, *, now: int, lease_until: int, lease_id: str, limit: int
+    ) -> Rows:
+        return await self._all(
+            q.claim_due,
+            {"now": now, "lease_until": lease_until, "lease_id": lease_id, "limit": limit},
+        )
+
+    async def next_due_at(self) -> int | None:
+        row = await self._one(q.next_due_at)
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def record_delivered(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.record_delivered, rows)
+
+    async def record_not_delivered(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.record_not_delivered, rows)
+
+    async def insert_attempts(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.insert_attempts, rows)
+
+    async def release_deliveries(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.release_delivery, rows)
+
+    async def notify_due(self) -> None:
+        """Wake listening workers when this transaction commits (PostgreSQL only; a hint)."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

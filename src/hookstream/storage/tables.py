@@ -1,0 +1,157 @@
+"""The schema, shared by SQLite and PostgreSQL. Times are epoch milliseconds (BIGINT)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("external_id", String(200)),
+    Column("ingest_token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "id"),
+)
+
+connectors = Table(
+    "connectors",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("base_url", String(2048), nullable=False),
+    Column("route_values", String(1024), nullable=False),
+    Column("route_events", String(1024), nullable=False),
+    Column("route_alarms", String(1024), nullable=False),
+    Column("secret_enc", Text, nullable=False),
+    Column("auth_type", String(40), nullable=False),
+    Column("auth_public", Text, nullable=False),  # JSON: the parts that may be shown
+    Column("auth_secret_enc", Text),  # encrypted JSON: the credentials
+    Column("active", Boolean, nullable=False),
+    Column("deactivated_reason", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "id"),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("connector_id", String(40), ForeignKey("connectors.id"), nullable=False),
+    Column("kinds", String(64), nullable=False),  # comma-separated kinds
+    Column("all_gateways", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "connector_id"),
+)
+
+trigger_gateways = Table(
+    "trigger_gateways",
+    metadata,
+    Column("trigger_id", String(40), ForeignKey("triggers.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("gateway_id", String(40), ForeignKey("gateways.id"), primary_key=True),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), nullable=False),
+    Column("gateway_id", String(40), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("device_id", String(256), nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the delivered JSON, byte for byte
+    Column("accepted_at", BigInteger, nullable=False),
+    Index(None, "org_id", "id"),
+    Index(None, "org_id", "device_id", "id"),
+    Index(None, "org_id", "gateway_id", "id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), nullable=False),
+    Column("message_id", String(40), nullable=False),
+    Column("connector_id", String(40), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("device_id", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("lease_id", String(40)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("replay_of", String(40)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(None, "message_id"),
+    Index(None, "org_id", "id"),
+    Index(None, "connector_id", "status"),
+    # The queue: only pending rows, in the order they fall due.
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("delivery_id", String(40), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("response_body", Text),
+    Column("error", Text),
+    Index(None, "delivery_id"),
+)
