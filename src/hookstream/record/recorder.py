@@ -81,20 +81,27 @@ class Recorder:
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
         if pending:
-            await self._write_until_done(pending)
+            await self._write_until_done(pending, give_up_after=10.0)
         self._idle.set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    async def _write_until_done(self, outcomes: list[Outcome]) -> None:
+    async def _write_until_done(
+        self, outcomes: list[Outcome], give_up_after: float | None = None
+    ) -> None:
         delay = 0.1
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
         while True:
             try:
                 await self._write(outcomes)
                 break
             except Exception:  # noqa: BLE001 - keep the batch; the database may come back
                 log.exception("writing %d delivery outcomes failed; retrying", len(outcomes))
+                if deadline is not None and time.monotonic() > deadline:
+                    # Shutting down: the leases run out and these deliveries are retried.
+                    log.error("gave up writing %d outcomes at shutdown", len(outcomes))
+                    return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         if self._on_retry_scheduled is not None:

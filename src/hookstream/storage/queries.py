@@ -17,6 +17,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    or_,
     select,
     update,
 )
@@ -84,7 +86,7 @@ delete_gateway = (
         gateways.c.id == bindparam("id"),
         gateways.c.deleted_at.is_(None),
     )
-    .values(deleted_at=bindparam("now"))
+    .values(deleted_at=bindparam("b_now"))
 )
 unlink_gateway_from_triggers = delete(trigger_gateways).where(
     trigger_gateways.c.gateway_id == bindparam("id")
@@ -98,10 +100,19 @@ existing_gateway_ids = select(gateways.c.id).where(
 # --- connectors -------------------------------------------------------------------------
 insert_connector = insert(connectors)
 _connector_cols = (
-    connectors.c.id, connectors.c.org_id, connectors.c.name, connectors.c.base_url,
-    connectors.c.route_values, connectors.c.route_events, connectors.c.route_alarms,
-    connectors.c.auth_type, connectors.c.auth_public, connectors.c.active,
-    connectors.c.deactivated_reason, connectors.c.created_at, connectors.c.updated_at,
+    connectors.c.id,
+    connectors.c.org_id,
+    connectors.c.name,
+    connectors.c.base_url,
+    connectors.c.route_values,
+    connectors.c.route_events,
+    connectors.c.route_alarms,
+    connectors.c.auth_type,
+    connectors.c.auth_public,
+    connectors.c.active,
+    connectors.c.deactivated_reason,
+    connectors.c.created_at,
+    connectors.c.updated_at,
 )
 get_connector = select(*_connector_cols).where(
     connectors.c.org_id == bindparam("org_id"),
@@ -138,33 +149,42 @@ delete_connector = (
         connectors.c.id == bindparam("id"),
         connectors.c.deleted_at.is_(None),
     )
-    .values(deleted_at=bindparam("now"), active=False)
+    .values(deleted_at=bindparam("b_now"), active=False)
 )
 # What a worker needs to send: the connector whatever its organization, secrets included.
 connector_for_sending = select(
-    connectors.c.id, connectors.c.base_url, connectors.c.route_values, connectors.c.route_events,
-    connectors.c.route_alarms, connectors.c.secret_enc, connectors.c.auth_type,
-    connectors.c.auth_secret_enc, connectors.c.active, connectors.c.deleted_at,
+    connectors.c.id,
+    connectors.c.base_url,
+    connectors.c.route_values,
+    connectors.c.route_events,
+    connectors.c.route_alarms,
+    connectors.c.secret_enc,
+    connectors.c.auth_type,
+    connectors.c.auth_secret_enc,
+    connectors.c.active,
+    connectors.c.deleted_at,
 ).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
 
 # --- deliveries held and resumed by the toggle ------------------------------------------
 hold_deliveries = (
     update(deliveries)
-    .where(deliveries.c.connector_id == bindparam("connector_id"), deliveries.c.status == "pending")
-    .values(status="held", updated_at=bindparam("now"))
+    .where(
+        deliveries.c.connector_id == bindparam("b_connector_id"), deliveries.c.status == "pending"
+    )
+    .values(status="held", updated_at=bindparam("b_now"))
 )
 resume_deliveries = (
     update(deliveries)
-    .where(deliveries.c.connector_id == bindparam("connector_id"), deliveries.c.status == "held")
-    .values(status="pending", next_attempt_at=bindparam("now"), updated_at=bindparam("now"))
+    .where(deliveries.c.connector_id == bindparam("b_connector_id"), deliveries.c.status == "held")
+    .values(status="pending", next_attempt_at=bindparam("b_now"), updated_at=bindparam("b_now"))
 )
 cancel_open_deliveries = (
     update(deliveries)
     .where(
-        deliveries.c.connector_id == bindparam("connector_id"),
+        deliveries.c.connector_id == bindparam("b_connector_id"),
         deliveries.c.status.in_(("pending", "held")),
     )
-    .values(status="cancelled", lease_id=None, updated_at=bindparam("now"))
+    .values(status="cancelled", lease_id=None, updated_at=bindparam("b_now"))
 )
 
 # --- triggers ---------------------------------------------------------------------------
@@ -185,7 +205,9 @@ delete_trigger = delete(triggers).where(
 # per scoped gateway (or one row with no gateway for an all-gateways trigger).
 routing_rows = (
     select(
-        triggers.c.connector_id, triggers.c.kinds, triggers.c.all_gateways,
+        triggers.c.connector_id,
+        triggers.c.kinds,
+        triggers.c.all_gateways,
         trigger_gateways.c.gateway_id,
     )
     .select_from(
@@ -205,8 +227,12 @@ routing_rows = (
 insert_messages: Insert = insert(messages)
 insert_deliveries: Insert = insert(deliveries)
 _message_cols = (
-    messages.c.id, messages.c.gateway_id, messages.c.kind, messages.c.device_id,
-    messages.c.body, messages.c.accepted_at,
+    messages.c.id,
+    messages.c.gateway_id,
+    messages.c.kind,
+    messages.c.device_id,
+    messages.c.body,
+    messages.c.accepted_at,
 )
 get_message = select(*_message_cols).where(
     messages.c.org_id == bindparam("org_id"), messages.c.id == bindparam("id")
@@ -246,10 +272,19 @@ message_bodies = select(messages.c.id, messages.c.body).where(
 
 # --- deliveries -------------------------------------------------------------------------
 _delivery_cols = (
-    deliveries.c.id, deliveries.c.message_id, deliveries.c.connector_id, deliveries.c.kind,
-    deliveries.c.device_id, deliveries.c.status, deliveries.c.attempts,
-    deliveries.c.next_attempt_at, deliveries.c.last_status_code, deliveries.c.last_error,
-    deliveries.c.replay_of, deliveries.c.created_at, deliveries.c.updated_at,
+    deliveries.c.id,
+    deliveries.c.message_id,
+    deliveries.c.connector_id,
+    deliveries.c.kind,
+    deliveries.c.device_id,
+    deliveries.c.status,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.last_status_code,
+    deliveries.c.last_error,
+    deliveries.c.replay_of,
+    deliveries.c.created_at,
+    deliveries.c.updated_at,
 )
 deliveries_of_messages = (
     select(*_delivery_cols)
@@ -290,8 +325,13 @@ def list_deliveries(
 
 list_attempts = (
     select(
-        attempts.c.id, attempts.c.number, attempts.c.started_at, attempts.c.duration_ms,
-        attempts.c.status_code, attempts.c.response_body, attempts.c.error,
+        attempts.c.id,
+        attempts.c.number,
+        attempts.c.started_at,
+        attempts.c.duration_ms,
+        attempts.c.status_code,
+        attempts.c.response_body,
+        attempts.c.error,
     )
     .where(attempts.c.delivery_id == bindparam("delivery_id"))
     .order_by(attempts.c.number, attempts.c.id)
@@ -315,7 +355,10 @@ claim_due = (
         updated_at=bindparam("now"),
     )
     .returning(
-        deliveries.c.id, deliveries.c.message_id, deliveries.c.connector_id, deliveries.c.kind,
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.connector_id,
+        deliveries.c.kind,
         deliveries.c.attempts,
     )
 )
@@ -343,7 +386,14 @@ record_not_delivered = (
     .where(_leased)
     .values(
         status=case(
-            (deliveries.c.status.in_(("held", "cancelled")), deliveries.c.status),
+            # Literal values: an expanding IN cannot run in executemany.
+            (
+                or_(
+                    deliveries.c.status == literal_column("'held'"),
+                    deliveries.c.status == literal_column("'cancelled'"),
+                ),
+                deliveries.c.status,
+            ),
             else_=bindparam("b_status", type_=String),
         ),
         attempts=bindparam("b_attempts"),

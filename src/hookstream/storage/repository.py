@@ -74,7 +74,9 @@ class Repository:
         )
 
     async def delete_gateway(self, org_id: str, gateway_id: str, now: int) -> int:
-        return await self._count(q.delete_gateway, {"org_id": org_id, "id": gateway_id, "now": now})
+        return await self._count(
+            q.delete_gateway, {"org_id": org_id, "id": gateway_id, "b_now": now}
+        )
 
     async def unlink_gateway_from_triggers(self, gateway_id: str) -> None:
         await self.conn.execute(q.unlink_gateway_from_triggers, {"id": gateway_id})
@@ -100,21 +102,23 @@ class Repository:
 
     async def delete_connector(self, org_id: str, connector_id: str, now: int) -> int:
         return await self._count(
-            q.delete_connector, {"org_id": org_id, "id": connector_id, "now": now}
+            q.delete_connector, {"org_id": org_id, "id": connector_id, "b_now": now}
         )
 
     async def connector_for_sending(self, ids: list[str]) -> Rows:
         return await self._all(q.connector_for_sending, {"ids": ids})
 
     async def hold_deliveries(self, connector_id: str, now: int) -> int:
-        return await self._count(q.hold_deliveries, {"connector_id": connector_id, "now": now})
+        return await self._count(q.hold_deliveries, {"b_connector_id": connector_id, "b_now": now})
 
     async def resume_deliveries(self, connector_id: str, now: int) -> int:
-        return await self._count(q.resume_deliveries, {"connector_id": connector_id, "now": now})
+        return await self._count(
+            q.resume_deliveries, {"b_connector_id": connector_id, "b_now": now}
+        )
 
     async def cancel_open_deliveries(self, connector_id: str, now: int) -> int:
         return await self._count(
-            q.cancel_open_deliveries, {"connector_id": connector_id, "now": now}
+            q.cancel_open_deliveries, {"b_connector_id": connector_id, "b_now": now}
         )
 
     # --- triggers -----------------------------------------------------------------------
@@ -172,9 +176,7 @@ class Repository:
     async def list_attempts(self, delivery_id: str) -> Rows:
         return await self._all(q.list_attempts, {"delivery_id": delivery_id})
 
-    async def claim_due(
-        self, *, now: int, lease_until: int, lease_id: str, limit: int
-    ) -> Rows:
+    async def claim_due(self, *, now: int, lease_until: int, lease_id: str, limit: int) -> Rows:
         return await self._all(
             q.claim_due,
             {"now": now, "lease_until": lease_until, "lease_id": lease_id, "limit": limit},
