@@ -68,11 +68,6 @@ def test_garbage_is_not_public(address: str) -> None:
     assert is_public(address) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: IPv4 embedded in IPv6 through NAT64 (64:ff9b::/96) or the deprecated "
-    "IPv4-compatible form (::a.b.c.d) is not unwrapped, so private IPv4 targets pass",
-)
 @pytest.mark.parametrize("address", ["64:ff9b::a00:1", "64:ff9b::7f00:1", "::127.0.0.1"])
 def test_other_ipv6_forms_of_private_ipv4_are_not_public(address: str) -> None:
     assert is_public(address) is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,16 +61,20 @@ class Settings(BaseSettings):
     @field_validator("retry_schedule")
     @classmethod
     def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(v < 0 for v in value):
-            raise ValueError("retry delays must be zero or more seconds")
+        if any(not math.isfinite(v) or v < 0 for v in value):
+            raise ValueError("retry delays must be finite numbers of seconds, zero or more")
         return value
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-            raise ValueError("HOOKSTREAM_LISTEN must be HOST:PORT, e.g. 127.0.0.1:8000")
+        bare = host.removeprefix("[").removesuffix("]")
+        bad_v6 = ":" in bare and not (host.startswith("[") and host.endswith("]"))
+        if not sep or not bare or bad_v6 or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(
+                "HOOKSTREAM_LISTEN must be HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000"
+            )
         return value
 
     @field_validator("database_url")
@@ -102,7 +107,7 @@ class Settings(BaseSettings):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0]
+        return self.listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
 
     @property
     def port(self) -> int:

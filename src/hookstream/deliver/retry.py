@@ -43,6 +43,8 @@ class RetryPolicy:
         rng: random.Random | None = None,
     ) -> Decision:
         """What follows attempt number ``attempt`` (1-based) that ended at ``now``."""
+        if attempt < 1:
+            raise ValueError("attempts are numbered from 1")
         if succeeded:
             return Decision(Verdict.DELIVERED)
         if attempt >= self.max_attempts:
