@@ -362,5 +362,7 @@ def hookstream_cmd(*args: str) -> list[str]:
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    fh = log.open("ab")
-    return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent)
+    with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            args, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent
+        )
