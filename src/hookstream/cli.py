@@ -161,6 +161,38 @@ def org_create(name: Annotated[str, typer.Argument(help="The organization's name
     print(json.dumps(_run(go())))
 
 
+@app.command()
+def receive(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    secret: Annotated[
+        str | None, typer.Option(help="The connector's whsec_ secret: check every signature")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(help="Exit after this many accepted webhooks")
+    ] = None,
+) -> None:
+    """A small webhook receiver for trying hookstream: checks signatures, prints each message."""
+    from hookstream.deliver.signing import InvalidSecret, secret_key
+    from hookstream.receiver import serve as serve_receiver
+
+    if secret is not None:
+        try:
+            secret_key(secret)
+        except InvalidSecret as exc:
+            err.print(f"[bold red]error:[/] --secret: {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        _run(serve_receiver(host, port, secret, count, emit))
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 @keys_app.command("secrets")
 def keys_secrets() -> None:
     """Print a new value for HOOKSTREAM_SECRETS_KEY."""

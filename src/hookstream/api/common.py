@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -37,6 +38,20 @@ def require_admin(request: Request, rt: RuntimeDep) -> None:
         raise Unauthorized("this needs the admin key")
 
 
+def reject_nul_params(request: Request) -> None:
+    """422 for a path or query parameter holding a NUL character.
+
+    No id, device id or kind can contain one, and PostgreSQL refuses it in any text
+    parameter, so without this check such a request would end in a 500 there."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValidationFailed(
+                    f"'{name}' must not contain NUL characters",
+                    details=[{"field": name, "message": f"NUL character in the {where}"}],
+                )
+
+
 async def require_org(request: Request, rt: RuntimeDep) -> str:
     """The organization whose API key signed this request."""
     key_hash = hash_key(bearer(request))
@@ -46,6 +61,8 @@ async def require_org(request: Request, rt: RuntimeDep) -> str:
         row = await Repository(conn).organization_by_key_hash(key_hash)
     if row is None:
         raise Unauthorized("unknown API key")
+    # Every organization route passes here, after the key is known to be good.
+    reject_nul_params(request)
     return str(row.id)
 
 
@@ -89,6 +106,10 @@ def encode_cursor(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
+# What an id looks like (see ids.new_id); a cursor holds one.
+_ID = re.compile(r"[a-z]{1,16}_[0-9a-z]{1,40}")
+
+
 def decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
@@ -96,7 +117,8 @@ def decode_cursor(cursor: str | None) -> str | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if "_" not in raw or len(raw) > 64:
+    # Only an id goes further: anything else (a NUL, say) could make the database fail.
+    if not _ID.fullmatch(raw):
         raise ValidationFailed(
             "'cursor' is not a cursor this API gave out",
             details=[{"field": "cursor", "message": "invalid cursor"}],

@@ -31,8 +31,11 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts)
+    # Only the first part says where the value came from; a field of the body may itself be
+    # called "header" (api_key authentication) and must stay in the name.
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc)
 
 
 def describe_validation(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -41,7 +44,13 @@ def describe_validation(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
         field = _loc(tuple(err.get("loc", ())))
         kind = err.get("type", "")
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        if kind == "extra_forbidden":
+        whole_body = tuple(err.get("loc", ())) == ("body",)
+        if whole_body and kind == "missing":
+            # Without this the message would be "'' is required".
+            msg = "a JSON body is required"
+        elif whole_body and kind in ("model_attributes_type", "dict_type", "model_type"):
+            msg = "the body must be a JSON object (Content-Type: application/json)"
+        elif kind == "extra_forbidden":
             msg = f"'{field}' is not a known field"
         elif kind == "missing":
             msg = f"'{field}' is required"

@@ -22,6 +22,18 @@ _RESERVED_HEADERS = {
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: object) -> object:
+        # PostgreSQL cannot store a NUL in text (SQLite can): refuse it alike on both,
+        # naming the field, rather than failing with a 500 on one of them.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, str) and "\x00" in v for v in values):
+                    raise ValueError(f"'{name}' must not contain NUL characters")
+        return data
+
 
 def check_http_url(value: str, what: str) -> str:
     if len(value) > 2048:

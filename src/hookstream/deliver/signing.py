@@ -49,3 +49,25 @@ def sign(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) -> str
         "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
         for key in keys
     )
+
+
+class SignatureMismatch(ValueError):
+    """A webhook whose signature, id or timestamp does not check out."""
+
+
+def verify(
+    secret: str, headers: dict[str, str], body: bytes, *, now: int, tolerance: int = 300
+) -> str:
+    """Check a received webhook's Standard Webhooks headers; returns its webhook-id."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    webhook_id = lowered.get("webhook-id", "")
+    stamp = lowered.get("webhook-timestamp", "")
+    given = lowered.get("webhook-signature", "").split()
+    if not webhook_id or not stamp.isdigit() or not given:
+        raise SignatureMismatch("webhook-id, webhook-timestamp or webhook-signature is missing")
+    if abs(now - int(stamp)) > tolerance:
+        raise SignatureMismatch(f"webhook-timestamp is more than {tolerance} s away from now")
+    expected = sign([secret_key(secret)], webhook_id, int(stamp), body)
+    if not any(hmac.compare_digest(expected, sig) for sig in given):
+        raise SignatureMismatch("no signature matches the secret")
+    return webhook_id

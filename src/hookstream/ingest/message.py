@@ -39,7 +39,9 @@ class DatastreamMessage(BaseModel):
     timestamp: int = Field(ge=0, le=_LONG_MAX)
     payload: Any
     receivedAt: int | None = Field(default=None, ge=0, le=_LONG_MAX)
-    scaledPayload: float | int | None = None
+    # Any number, kept as sent (an int stays an int); checked below so that a wrong value
+    # gets one error naming this field, not one per member of a union.
+    scaledPayload: Any = Field(default=None, json_schema_extra={"type": ["number", "null"]})
     name: str | None = None
     unit: str | None = None
     externalId: str | None = None
@@ -49,6 +51,22 @@ class DatastreamMessage(BaseModel):
     slug: str | None = None
     isOutOfService: bool | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("deviceId", "property")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # deviceId is stored in a text column, where PostgreSQL refuses NUL (SQLite takes
+        # it): refuse it on both rather than answer 500 on one. property goes with it.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("scaledPayload")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("must be a number or null")
+        return value
 
     @field_validator("payload")
     @classmethod

@@ -82,8 +82,8 @@ update_gateway = update(gateways).where(
 delete_gateway = (
     update(gateways)
     .where(
-        gateways.c.org_id == bindparam("org_id"),
-        gateways.c.id == bindparam("id"),
+        gateways.c.org_id == bindparam("b_org_id"),
+        gateways.c.id == bindparam("b_id"),
         gateways.c.deleted_at.is_(None),
     )
     .values(deleted_at=bindparam("b_now"))
@@ -145,8 +145,8 @@ def update_connector(values: dict[str, object]) -> Update:
 delete_connector = (
     update(connectors)
     .where(
-        connectors.c.org_id == bindparam("org_id"),
-        connectors.c.id == bindparam("id"),
+        connectors.c.org_id == bindparam("b_org_id"),
+        connectors.c.id == bindparam("b_id"),
         connectors.c.deleted_at.is_(None),
     )
     .values(deleted_at=bindparam("b_now"), active=False)

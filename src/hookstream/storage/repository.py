@@ -75,7 +75,7 @@ class Repository:
 
     async def delete_gateway(self, org_id: str, gateway_id: str, now: int) -> int:
         return await self._count(
-            q.delete_gateway, {"org_id": org_id, "id": gateway_id, "b_now": now}
+            q.delete_gateway, {"b_org_id": org_id, "b_id": gateway_id, "b_now": now}
         )
 
     async def unlink_gateway_from_triggers(self, gateway_id: str) -> None:
@@ -102,7 +102,7 @@ class Repository:
 
     async def delete_connector(self, org_id: str, connector_id: str, now: int) -> int:
         return await self._count(
-            q.delete_connector, {"org_id": org_id, "id": connector_id, "b_now": now}
+            q.delete_connector, {"b_org_id": org_id, "b_id": connector_id, "b_now": now}
         )
 
     async def connector_for_sending(self, ids: list[str]) -> Rows:
