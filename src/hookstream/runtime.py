@@ -13,7 +13,7 @@ from hookstream.ids import hash_key, new_key
 from hookstream.queue.wakeup import Wakeup
 from hookstream.security.secretbox import SecretBox, load_secrets_key
 from hookstream.settings import Settings
-from hookstream.storage.database import Database
+from hookstream.storage.database import Database, database_errors
 from hookstream.storage.repository import Repository
 
 ADMIN_KEY_META = "admin_key_hash"
@@ -35,7 +35,12 @@ class Runtime:
         box = SecretBox(load_secrets_key(settings))
         db = Database(settings)
         runtime = cls(settings=settings, db=db, box=box)
-        await runtime._load_admin_key()
+        try:
+            async with database_errors(settings.database_url):
+                await runtime._load_admin_key()
+        except BaseException:
+            await db.dispose()
+            raise
         return runtime
 
     async def close(self) -> None:

@@ -7,14 +7,27 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from hookstream.errors import StorageError
 from hookstream.settings import Settings
 
 NOTIFY_CHANNEL = "hookstream_due"
+
+
+@asynccontextmanager
+async def database_errors(url: str) -> AsyncIterator[None]:
+    """Turn a failure to reach or use the database into a StorageError naming it."""
+    try:
+        yield
+    except (OSError, SQLAlchemyError, asyncpg.PostgresError) as exc:
+        where = make_url(async_url(url)).render_as_string(hide_password=True)
+        raise StorageError(f"the database {where} cannot be used: {exc}") from exc
 
 
 def async_url(url: str) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from hookstream.errors import SchemaOutOfDate
 from hookstream.settings import Settings
-from hookstream.storage.database import migration_engine
+from hookstream.storage.database import database_errors, migration_engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works; it keeps two processes from migrating one PostgreSQL at once.
@@ -35,7 +35,7 @@ async def upgrade(settings: Settings) -> str | None:
     """Bring the schema to the newest revision; returns it."""
     engine = migration_engine(settings)
     try:
-        async with engine.begin() as conn:
+        async with database_errors(settings.database_url), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK})
             await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
@@ -47,7 +47,7 @@ async def upgrade(settings: Settings) -> str | None:
 async def current_revision(settings: Settings) -> str | None:
     engine = migration_engine(settings)
     try:
-        async with engine.connect() as conn:
+        async with database_errors(settings.database_url), engine.connect() as conn:
             return await conn.run_sync(
                 lambda sync: MigrationContext.configure(sync).get_current_revision()
             )
