@@ -152,3 +152,57 @@ async def test_two_api_and_two_worker_processes_deliver_each_message_exactly_onc
     assert codes == [0, 0, 0, 0], [
         (tmp_path / f).read_text()[-2000:] for f in os.listdir(tmp_path) if f.endswith(".log")
     ]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"lease_seconds": 2.0}])
+async def test_sigkill_of_serve_right_after_202_loses_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(settings, HOOKSTREAM_LISTEN=f"127.0.0.1:{port}")
+    log = tmp_path / "serve.log"
+    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    async def up() -> bool:
+        try:
+            return (await api.get("/readyz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    async with running_receiver(slow_ok) as rec:
+        serve = spawn(hookstream_cmd("serve"), env, log)
+        try:
+            await eventually(up, timeout=30)
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            org = (await api.post("/api/v1/organizations", json={"name": "K"},
+                                  headers=admin)).json()
+            auth = {"Authorization": f"Bearer {org['apiKey']}"}
+            gw = (await api.post("/api/v1/gateways", json={"name": "g"}, headers=auth)).json()
+            con = (await api.post("/api/v1/connectors", headers=auth, json={
+                "name": "r", "baseUrl": rec.url, "active": True,
+                "routes": {"values": "/v", "events": "/e", "alarms": "/a"}})).json()
+            await api.post(f"/api/v1/connectors/{con['id']}/triggers", headers=auth,
+                           json={"kinds": ["values"], "allGateways": True})
+            token = {"Authorization": f"Bearer {gw['ingestToken']}"}
+            ids: list[str] = []
+            for n in range(5):
+                r = await api.post("/ingest/v1/values", headers=token,
+                                   json=[value(n * 200 + i) for i in range(200)])
+                assert r.status_code == 202
+                ids += r.json()["ids"]
+        finally:
+            serve.send_signal(signal.SIGKILL)
+            serve.wait(10)
+        assert len(set(rec.ids())) < len(ids), "the kill must land before everything arrived"
+
+        again = spawn(hookstream_cmd("serve"), env, log)
+        try:
+            async def all_arrived() -> bool:
+                return set(rec.ids()) >= set(ids)
+
+            await eventually(all_arrived, timeout=90)
+        finally:
+            code = stop(again)
+            await api.aclose()
+        assert code == 0, log.read_text()[-3000:]
+        assert set(rec.ids()) == set(ids)
