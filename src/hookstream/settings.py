@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     record_batch: int = Field(default=512, ge=1)
     record_flush_ms: float = Field(default=20.0, gt=0)
 
+    # After rotate-secret, the previous secret keeps signing for this long.
+    secret_grace_seconds: float = Field(default=86400.0, ge=0)
+    # A connector whose every attempt failed for this long is switched off (5 days).
+    deactivate_after_failing_seconds: float = Field(default=5 * 86400.0, gt=0)
+    # An OAuth2 token is fetched again this long before it expires.
+    oauth2_refresh_margin_seconds: float = Field(default=30.0, ge=0)
+
+    # Ingest: an Idempotency-Key is honoured once within this window.
+    idempotency_window_seconds: float = Field(default=86400.0, gt=0)
+    # Retention: messages, deliveries and attempts older than this are purged (30 days),
+    # in batches of retention_batch rows, every retention_interval seconds.
+    retention_seconds: float = Field(default=30 * 86400.0, gt=0)
+    retention_batch: int = Field(default=1000, ge=1)
+    retention_interval: float = Field(default=60.0, gt=0)
+
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:

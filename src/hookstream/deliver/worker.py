@@ -9,10 +9,11 @@ from typing import Any
 
 import orjson
 
+from hookstream.deliver.attempt import attempt
 from hookstream.deliver.client import Sender
 from hookstream.deliver.retry import RetryPolicy, Verdict
 from hookstream.deliver.signing import secret_key
-from hookstream.deliver.webhook import Endpoint, webhook_headers
+from hookstream.deliver.webhook import Endpoint
 from hookstream.metrics import ATTEMPT_SECONDS, DELIVERY_ATTEMPTS
 from hookstream.queue.claimer import Claimed, Claimer
 from hookstream.queue.wakeup import PostgresListener, Wakeup
@@ -171,12 +172,10 @@ class Worker:
         if endpoint is None or not endpoint.active or body is None:
             self.recorder.put(Outcome(c.id, c.lease_id, "release", c.attempts, 0, None))
             return
-        attempt = c.attempts + 1
-        url = endpoint.url_for(c.kind)
-        headers = webhook_headers(endpoint, c.message_id, int(time.time()), body)
-        result = await self.sender.post(url, headers, body)
+        number = c.attempts + 1
+        result = await attempt(self.sender, endpoint, c.kind, c.message_id, body)
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        decision = self.policy.decide(attempt, result.succeeded, time.time())
+        decision = self.policy.decide(number, result.succeeded, time.time())
         if decision.verdict is Verdict.RETRY:
             assert decision.retry_at is not None
             next_at = int(decision.retry_at * 1000)
@@ -185,4 +184,4 @@ class Worker:
             next_at = int(time.time() * 1000)
             status = decision.verdict.value
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
-        self.recorder.put(Outcome(c.id, c.lease_id, status, attempt, next_at, result))
+        self.recorder.put(Outcome(c.id, c.lease_id, status, number, next_at, result))

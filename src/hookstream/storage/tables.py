@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,6 +41,8 @@ organizations = Table(
     Column("name", String(200), nullable=False),
     Column("api_key_hash", String(64), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("alerts_url", String(2048)),
+    Column("alerts_secret_enc", Text),
 )
 
 gateways = Table(
@@ -71,6 +74,18 @@ connectors = Table(
     Column("auth_secret_enc", Text),  # encrypted JSON: the credentials
     Column("active", Boolean, nullable=False),
     Column("deactivated_reason", Text),
+    # Secret rotation: the previous secret still signs until it expires.
+    Column("previous_secret_enc", Text),
+    Column("previous_secret_expires_at", BigInteger),
+    # Delivery policy; NULL means the deployment's setting.
+    Column("retry_schedule", Text),  # JSON list of seconds
+    Column("max_attempts", Integer),
+    Column("connect_timeout", Float),
+    Column("request_timeout", Float),
+    Column("headers_enc", Text),  # encrypted JSON object of static headers
+    Column("header_names", Text),  # JSON list: what may be shown of them
+    # Set at the first failed attempt after a success; cleared by the next success.
+    Column("failing_since", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
@@ -140,6 +155,18 @@ deliveries = Table(
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
     ),
+)
+
+# Ingest requests already answered, by (gateway, Idempotency-Key): a repeat gets the same answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("gateway_id", String(40), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "created_at"),
 )
 
 attempts = Table(
