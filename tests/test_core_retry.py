@@ -36,7 +36,8 @@ def test_gives_up_after_one_plus_len_schedule_attempts() -> None:
     assert policy.max_attempts == 4
     assert policy.decide(3, False, NOW).verdict is Verdict.RETRY
     failed = policy.decide(4, False, NOW)
-    assert failed == Decision(Verdict.FAILED)
+    assert failed.verdict is Verdict.FAILED and failed.retry_at is None
+    assert failed.reason == f"gave up after {policy.max_attempts} attempts"
     assert failed.retry_at is None
     assert policy.decide(5, False, NOW).verdict is Verdict.FAILED
 

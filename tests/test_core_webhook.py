@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from hookstream.deliver.retry import RetryPolicy
 from hookstream.deliver.signing import new_secret, secret_key
 from hookstream.deliver.webhook import Endpoint, auth_headers, join_url, webhook_headers
 
@@ -38,7 +39,8 @@ def test_endpoint_url_for_each_kind() -> None:
         id="con_1",
         base_url="https://h.example/hooks/",
         routes={"values": "/v", "events": "e", "alarms": "/a/"},
-        signing_keys=[],
+        signing_key=b"k" * 32,
+        policy=RetryPolicy(()),
     )
     assert endpoint.url_for("values") == "https://h.example/hooks/v"
     assert endpoint.url_for("events") == "https://h.example/hooks/e"
@@ -79,11 +81,15 @@ def test_oauth2_adds_no_static_header() -> None:
 
 
 def endpoint_with(auth: dict[str, Any], secrets: list[str]) -> Endpoint:
+    """An endpoint signing with secrets[0], and with secrets[1] as a previous key in grace."""
     return Endpoint(
         id="con_1",
         base_url="https://h.example",
         routes={"values": "/values"},
-        signing_keys=[secret_key(s) for s in secrets],
+        signing_key=secret_key(secrets[0]),
+        previous_key=secret_key(secrets[1]) if len(secrets) > 1 else None,
+        previous_key_until=time.time() + 3600,
+        policy=RetryPolicy(()),
         auth=auth,
     )
 

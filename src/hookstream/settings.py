@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     claim_batch: int = Field(default=256, ge=1)
+    # Requests in flight to one connector across every worker (a connector may set its own).
+    connector_max_concurrency: int = Field(default=64, ge=1)
     record_batch: int = Field(default=512, ge=1)
     record_flush_ms: float = Field(default=20.0, gt=0)
 

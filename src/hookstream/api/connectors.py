@@ -17,11 +17,18 @@ from hookstream.api.common import (
     page,
     rfc3339,
 )
-from hookstream.api.schemas import Authentication, ConnectorCreate, ConnectorUpdate, TriggerCreate
+from hookstream.api.schemas import (
+    Authentication,
+    ConnectorCreate,
+    ConnectorUpdate,
+    RotateSecret,
+    TriggerCreate,
+)
 from hookstream.deliver.signing import new_secret
 from hookstream.errors import NotFound, ValidationFailed
 from hookstream.ids import new_id
 from hookstream.runtime import Runtime
+from hookstream.settings import Settings
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
@@ -47,7 +54,29 @@ def _auth_columns(rt: Runtime, auth: Authentication) -> dict[str, Any]:
     }
 
 
-def _connector(row: Any) -> dict[str, Any]:
+def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dict[str, Any]:
+    """Columns for the optional headers, retry and timeouts fields that ``body`` carries."""
+    given = body.model_fields_set
+    columns: dict[str, Any] = {}
+    if "headers" in given:
+        headers = body.headers or {}
+        columns["headers_enc"] = rt.box.encrypt(orjson.dumps(headers).decode()) if headers else None
+        columns["header_names"] = orjson.dumps(sorted(headers)).decode() if headers else None
+    if "retry" in given:
+        retry = body.retry
+        schedule = retry.schedule if retry is not None else None
+        columns["retry_schedule"] = None if schedule is None else orjson.dumps(schedule).decode()
+        columns["max_attempts"] = retry.maxAttempts if retry is not None else None
+    if "timeouts" in given:
+        columns["connect_timeout"] = body.timeouts.connect if body.timeouts else None
+        columns["request_timeout"] = body.timeouts.total if body.timeouts else None
+    return columns
+
+
+def _connector(row: Any, settings: Settings) -> dict[str, Any]:
+    schedule = orjson.loads(row.retry_schedule) if row.retry_schedule else list(
+        settings.retry_schedule
+    )
     return {
         "id": row.id,
         "name": row.name,
@@ -55,6 +84,17 @@ def _connector(row: Any) -> dict[str, Any]:
         "routes": {"values": row.route_values, "events": row.route_events,
                    "alarms": row.route_alarms},
         "authentication": orjson.loads(row.auth_public),
+        "headerNames": orjson.loads(row.header_names) if row.header_names else [],
+        "retry": {"schedule": schedule, "maxAttempts": row.max_attempts or 1 + len(schedule)},
+        "timeouts": {
+            "connect": row.connect_timeout or settings.connect_timeout,
+            "total": row.request_timeout or settings.request_timeout,
+        },
+        "secretRotation": (
+            {"previousSecretExpiresAt": rfc3339(row.previous_secret_expires_at)}
+            if row.previous_secret_expires_at and row.previous_secret_expires_at > now_ms()
+            else None
+        ),
         "active": bool(row.active),
         "deactivatedReason": row.deactivated_reason,
         "createdAt": rfc3339(row.created_at),
@@ -78,10 +118,10 @@ async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[s
             route_values=body.routes.values, route_events=body.routes.events,
             route_alarms=body.routes.alarms, secret_enc=rt.box.encrypt(secret),
             active=body.active, created_at=now, updated_at=now,
-            **_auth_columns(rt, body.authentication),
+            **_auth_columns(rt, body.authentication), **_policy_columns(rt, body),
         )
         row = await repo.get_connector(org_id, connector_id)
-    return {**_connector(row), "secret": secret}
+    return {**_connector(row, rt.settings), "secret": secret}
 
 
 @router.get("", summary="List connectors")
@@ -90,7 +130,7 @@ async def list_(
 ) -> dict[str, Any]:
     async with rt.db.read() as conn:
         rows = await Repository(conn).list_connectors(org_id, decode_cursor(cursor), limit)
-    return page([_connector(r) for r in rows], limit)
+    return page([_connector(r, rt.settings) for r in rows], limit)
 
 
 @router.get("/{connector_id}", summary="Get a connector (secrets are never shown again)")
@@ -99,7 +139,7 @@ async def get(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any
         row = await Repository(conn).get_connector(org_id, connector_id)
     if row is None:
         raise _not_found(connector_id)
-    return _connector(row)
+    return _connector(row, rt.settings)
 
 
 @router.patch(
@@ -121,6 +161,7 @@ async def update(
                        route_alarms=body.routes.alarms)
     if "authentication" in given and body.authentication is not None:
         changes.update(_auth_columns(rt, body.authentication))
+    changes.update(_policy_columns(rt, body))
     if "active" in given and body.active is not None:
         changes["active"] = body.active
         if body.active:
@@ -141,7 +182,29 @@ async def update(
         row = await repo.get_connector(org_id, connector_id)
     if "active" in changes and changes["active"]:
         rt.wakeup.set()
-    return _connector(row)
+    return _connector(row, rt.settings)
+
+
+@router.post(
+    "/{connector_id}/rotate-secret",
+    summary="Replace the signing secret; the previous one keeps signing for a grace period",
+)
+async def rotate_secret(
+    connector_id: str, org_id: OrgId, rt: RuntimeDep, body: RotateSecret | None = None
+) -> dict[str, Any]:
+    now = now_ms()
+    secret = (body.secret if body else None) or new_secret()
+    expires = now + int(rt.settings.secret_grace_seconds * 1000)
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        current = await repo.connector_secret(org_id, connector_id)
+        if current is None:
+            raise _not_found(connector_id)
+        await repo.update_connector(
+            org_id, connector_id, secret_enc=rt.box.encrypt(secret),
+            previous_secret_enc=current, previous_secret_expires_at=expires, updated_at=now,
+        )
+    return {"id": connector_id, "secret": secret, "previousSecretExpiresAt": rfc3339(expires)}
 
 
 @router.delete("/{connector_id}", status_code=204,

@@ -144,6 +144,45 @@ def _check_value_chars(values: dict[str, str | None]) -> None:
             raise ValueError(f"'{name}' must not contain line breaks")
 
 
+MAX_DELAY = 7 * 86400.0
+
+
+class RetryConfig(Strict):
+    """A connector's own retry schedule (seconds between attempts) and attempt limit."""
+
+    schedule: list[float | int] | None = Field(default=None, max_length=100)
+    maxAttempts: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("schedule")
+    @classmethod
+    def _delays(cls, value: list[float | int] | None) -> list[float | int] | None:
+        if value is not None and any(not 0 <= v <= MAX_DELAY for v in value):
+            raise ValueError("each delay is 0 to 604800 seconds (7 days)")
+        return value
+
+
+class Timeouts(Strict):
+    """Seconds to connect, and for the whole request, per attempt."""
+
+    connect: float | int | None = Field(default=None, gt=0, le=60)
+    total: float | int | None = Field(default=None, gt=0, le=300)
+
+
+def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > 20:
+        raise ValueError("at most 20 headers")
+    for name, text in value.items():
+        if not _HEADER_TOKEN.match(name):
+            raise ValueError(f"'{name}' is not a valid HTTP header name")
+        if name.lower() in _RESERVED_HEADERS | {"authorization", "user-agent"}:
+            raise ValueError(f"'{name}' is set by hookstream and cannot be a static header")
+        if any(c in text for c in "\r\n\0") or len(text) > 4000:
+            raise ValueError(f"the value of '{name}' has a line break or is too long")
+    return value
+
+
 class ConnectorCreate(Strict):
     name: Name
     baseUrl: str
@@ -151,6 +190,14 @@ class ConnectorCreate(Strict):
     secret: str | None = None
     authentication: Authentication = Field(default_factory=lambda: AuthNone(type="none"))
     active: bool = False
+    headers: dict[str, str] | None = None
+    retry: RetryConfig | None = None
+    timeouts: Timeouts | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_headers(value)
 
     @field_validator("baseUrl")
     @classmethod
@@ -180,6 +227,14 @@ class ConnectorUpdate(Strict):
     routes: Routes | None = None
     authentication: Authentication | None = None
     active: bool | None = None
+    headers: dict[str, str] | None = None
+    retry: RetryConfig | None = None
+    timeouts: Timeouts | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_headers(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +250,15 @@ class ConnectorUpdate(Strict):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value, "baseUrl")
+
+
+class RotateSecret(Strict):
+    secret: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return ConnectorCreate._secret(value)
 
 
 class TriggerCreate(Strict):

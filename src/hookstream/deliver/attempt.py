@@ -8,12 +8,50 @@ from __future__ import annotations
 import time
 
 from hookstream.deliver.client import AttemptResult, Sender
+from hookstream.deliver.oauth2 import TokenCache
 from hookstream.deliver.webhook import Endpoint, webhook_headers
+from hookstream.errors import DeliveryError
+
+OAUTH2 = "oauth2_client_credentials"
 
 
 async def attempt(
-    sender: Sender, endpoint: Endpoint, kind: str, webhook_id: str, body: bytes
+    sender: Sender,
+    endpoint: Endpoint,
+    kind: str,
+    webhook_id: str,
+    body: bytes,
+    tokens: TokenCache | None = None,
 ) -> AttemptResult:
-    """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication."""
-    headers = webhook_headers(endpoint, webhook_id, int(time.time()), body)
-    return await sender.post(endpoint.url_for(kind), headers, body)
+    """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication.
+
+    With OAuth2, a 401 makes one more try with a freshly fetched token; a token endpoint
+    failure is this attempt's error.
+    """
+    timeout = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
+    token: str | None = None
+    if endpoint.auth.get("type") == OAUTH2:
+        tokens = tokens or TokenCache(sender)
+        started = time.time()
+        try:
+            token = await tokens.token(endpoint.id, endpoint.auth)
+        except DeliveryError as exc:
+            return AttemptResult(started_at=started, duration_ms=int((time.time() - started) *
+                                 1000), error=f"OAuth2 token request failed: {exc}")
+
+    async def post() -> AttemptResult:
+        headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
+                                  oauth2_token=token)
+        return await sender.post(endpoint.url_for(kind), headers, body, timeout)
+
+    result = await post()
+    if result.status_code == 401 and token is not None and tokens is not None:
+        tokens.invalidate(endpoint.id, endpoint.auth, token)
+        try:
+            token = await tokens.token(endpoint.id, endpoint.auth)
+        except DeliveryError as exc:
+            return AttemptResult(started_at=result.started_at, duration_ms=result.duration_ms,
+                                 status_code=401, response_body=result.response_body,
+                                 error=f"401, then the OAuth2 token request failed: {exc}")
+        result = await post()
+    return result

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from hookstream.deliver.addresses import is_ip_literal, is_public
+from hookstream.deliver.retry import ABORT_HEADER_VALUE
 from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
 
 RESPONSE_EXCERPT = 1024
@@ -30,6 +32,7 @@ class AttemptResult:
     response_body: str | None = None
     error: str | None = None
     retry_after: str | None = None
+    abort: bool = False  # the receiver answered webhook-delivery: abort-message
 
     @property
     def succeeded(self) -> bool:
@@ -102,7 +105,20 @@ class Sender:
                 "set HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true to allow it"
             )
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes) -> AttemptResult:
+    def timeout(self, connect: float | None, total: float | None) -> aiohttp.ClientTimeout:
+        """A connector's own timeouts, falling back to the deployment's."""
+        connect = connect or self._timeout.connect
+        return aiohttp.ClientTimeout(
+            total=total or self._timeout.total, connect=connect, sock_connect=connect
+        )
+
+    async def post(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AttemptResult:
         started = time.time()
         t0 = time.perf_counter()
 
@@ -114,7 +130,8 @@ class Sender:
         try:
             self.check_target(url)
             async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
+                url, data=body, headers=headers, allow_redirects=False,
+                timeout=timeout or self._timeout,
             ) as resp:
                 excerpt = await resp.content.read(RESPONSE_EXCERPT)
                 # Finish small bodies so the connection can be reused.
@@ -124,11 +141,37 @@ class Sender:
                     status_code=resp.status,
                     response_body=excerpt.decode("utf-8", "replace") or None,
                     retry_after=resp.headers.get("Retry-After"),
+                    abort=resp.headers.get("webhook-delivery", "").strip().lower()
+                    == ABORT_HEADER_VALUE,
                 )
         except DeliveryError as exc:
             return done(error=str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
             return done(error=describe_error(exc))
+
+    async def post_form(
+        self, url: str, form: dict[str, str], basic: tuple[str, str], limit: int = 64 * 1024
+    ) -> tuple[int, bytes]:
+        """POST a form (an OAuth2 token request); the status and up to ``limit`` bytes of body.
+
+        Failures raise the most specific DeliveryError.
+        """
+        try:
+            self.check_target(url)
+            # RFC 6749 2.3.1: client id and secret are form-encoded, then HTTP Basic.
+            pair = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
+            headers = {
+                "Accept": "application/json",
+                "Authorization": "Basic " + base64.b64encode(pair).decode(),
+            }
+            async with self._session.post(
+                url, data=form, headers=headers, allow_redirects=False
+            ) as resp:
+                return resp.status, await resp.content.read(limit)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to the most specific DeliveryError
+            raise map_error(exc) from exc
 
     async def close(self) -> None:
         await self._session.close()

@@ -11,7 +11,8 @@ import orjson
 
 from hookstream.deliver.attempt import attempt
 from hookstream.deliver.client import Sender
-from hookstream.deliver.retry import RetryPolicy, Verdict
+from hookstream.deliver.oauth2 import TokenCache
+from hookstream.deliver.retry import Answer, RetryPolicy, Verdict
 from hookstream.deliver.signing import secret_key
 from hookstream.deliver.webhook import Endpoint
 from hookstream.metrics import ATTEMPT_SECONDS, DELIVERY_ATTEMPTS
@@ -31,9 +32,10 @@ _ENDPOINT_TTL = 2.0  # seconds a worker trusts its copy of a connector
 class EndpointCache:
     """Connectors as senders need them (secrets decrypted), refreshed every few seconds."""
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, settings: Settings) -> None:
         self._db = db
         self._box = box
+        self._settings = settings
         self._entries: dict[str, tuple[float, Endpoint | None]] = {}
 
     async def get_many(self, ids: set[str]) -> dict[str, Endpoint | None]:
@@ -51,7 +53,13 @@ class EndpointCache:
     def _endpoint(self, row: Any) -> Endpoint | None:
         if row.deleted_at is not None:
             return None
-        auth = orjson.loads(self._box.decrypt(row.auth_secret_enc)) if row.auth_secret_enc else {}
+        box = self._box
+        auth = orjson.loads(box.decrypt(row.auth_secret_enc)) if row.auth_secret_enc else {}
+        headers = orjson.loads(box.decrypt(row.headers_enc)) if row.headers_enc else {}
+        schedule = (
+            tuple(orjson.loads(row.retry_schedule)) if row.retry_schedule
+            else self._settings.retry_schedule
+        )
         return Endpoint(
             id=row.id,
             base_url=row.base_url,
@@ -60,9 +68,18 @@ class EndpointCache:
                 "events": row.route_events,
                 "alarms": row.route_alarms,
             },
-            signing_keys=[secret_key(self._box.decrypt(row.secret_enc))],
+            signing_key=secret_key(box.decrypt(row.secret_enc)),
+            previous_key=(
+                secret_key(box.decrypt(row.previous_secret_enc))
+                if row.previous_secret_enc else None
+            ),
+            previous_key_until=(row.previous_secret_expires_at or 0) / 1000,
+            policy=RetryPolicy(schedule, self._settings.retry_jitter, row.max_attempts),
             auth=auth,
+            headers=headers,
             active=bool(row.active),
+            connect_timeout=row.connect_timeout,
+            request_timeout=row.request_timeout,
         )
 
 
@@ -79,18 +96,21 @@ class Worker:
         self.settings = settings
         self.db = db
         self.wakeup = wakeup or Wakeup()
-        self.policy = RetryPolicy(settings.retry_schedule, settings.retry_jitter)
-        self.claimer = Claimer(db, settings.lease_seconds)
+        self.claimer = Claimer(db, settings.lease_seconds, settings.connector_max_concurrency)
         self.recorder = Recorder(
             db,
             batch=settings.record_batch,
             flush_ms=settings.record_flush_ms,
             on_retry_scheduled=self._wake_at_ms,
+            # Recorded outcomes free connectors' in-flight slots: claim again.
+            on_written=self.wakeup.set,
+            deactivate_after_failing_ms=int(settings.deactivate_after_failing_seconds * 1000),
         )
-        self.endpoints = EndpointCache(db, box)
+        self.endpoints = EndpointCache(db, box, settings)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self.sender: Sender | None = None
+        self.tokens: TokenCache | None = None
 
     async def run(self) -> None:
         self.sender = Sender(
@@ -99,6 +119,7 @@ class Worker:
             total_timeout=self.settings.request_timeout,
             max_connections=self.settings.worker_concurrency,
         )
+        self.tokens = TokenCache(self.sender, self.settings.oauth2_refresh_margin_seconds)
         helpers = [asyncio.create_task(self.recorder.run(), name="recorder")]
         if not self.db.is_sqlite:
             listener = PostgresListener(asyncpg_dsn(self.settings.database_url), self.wakeup)
@@ -133,9 +154,9 @@ class Worker:
                 await asyncio.sleep(self.settings.poll_interval)
                 continue
             if claimed:
+                # Claim again at once: connectors left out of this claim may have due work.
                 await self._start(claimed, bodies)
-                if len(claimed) == limit:
-                    continue
+                continue
             else:
                 next_due = await self._next_due_safe()
                 if next_due is not None:
@@ -173,15 +194,18 @@ class Worker:
             self.recorder.put(Outcome(c.id, c.lease_id, "release", c.attempts, 0, None))
             return
         number = c.attempts + 1
-        result = await attempt(self.sender, endpoint, c.kind, c.message_id, body)
+        result = await attempt(self.sender, endpoint, c.kind, c.message_id, body, self.tokens)
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        decision = self.policy.decide(number, result.succeeded, time.time())
-        if decision.verdict is Verdict.RETRY:
-            assert decision.retry_at is not None
-            next_at = int(decision.retry_at * 1000)
-            status = "pending"
-        else:
-            next_at = int(time.time() * 1000)
-            status = decision.verdict.value
+        now = time.time()
+        decision = endpoint.policy.decide(
+            number, result.succeeded, now,
+            answer=Answer(result.status_code, result.retry_after, result.abort),
+        )
+        next_at = int((decision.retry_at or now) * 1000)
+        status = "pending" if decision.verdict is Verdict.RETRY else decision.verdict.value
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
-        self.recorder.put(Outcome(c.id, c.lease_id, status, number, next_at, result))
+        self.recorder.put(Outcome(
+            c.id, c.lease_id, status, number, next_at, result,
+            connector_id=c.connector_id, reason=decision.reason,
+            deactivate=decision.deactivate,
+        ))

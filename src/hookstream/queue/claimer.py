@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from hookstream.ids import new_id
+from hookstream.queue.fairness import Due, share
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
 
@@ -26,21 +28,37 @@ class Claimed:
 class Claimer:
     """Leases due deliveries. A crashed worker's leases run out and the rows fall due again."""
 
-    def __init__(self, db: Database, lease_seconds: float) -> None:
+    def __init__(self, db: Database, lease_seconds: float, default_max_in_flight: int) -> None:
         self._db = db
         self._lease_ms = int(lease_seconds * 1000)
+        self._default_max = default_max_in_flight
 
     async def claim(self, limit: int) -> tuple[list[Claimed], dict[str, bytes]]:
-        """Up to ``limit`` due deliveries and the bodies of their messages."""
+        """Up to ``limit`` due deliveries, fairly shared among connectors within their limits,
+        and the bodies of their messages."""
         now = int(time.time() * 1000)
         lease_id = new_id("lse")
         async with self._db.write() as conn:
             repo = Repository(conn)
-            rows = await repo.claim_due(
-                now=now, lease_until=now + self._lease_ms, lease_id=lease_id, limit=limit
+            await repo.lock_claims()
+            due = [
+                Due(r.id, r.max_concurrency or self._default_max, r.in_flight, r.rate_limit,
+                    r.rate_tokens, None if r.rate_updated_at is None else r.rate_updated_at / 1000)
+                for r in await repo.due_connectors(now)
+            ]
+            shares = share(due, limit, now / 1000)
+            ids = await repo.due_ids({s.connector_id: s.count for s in shares if s.count}, now)
+            rows = await repo.claim_ids(
+                ids, now=now, lease_until=now + self._lease_ms, lease_id=lease_id
             )
             if not rows:
                 return [], {}
+            claimed_per_connector = Counter(r.connector_id for r in rows)
+            await repo.spend_rate_tokens([
+                {"b_id": s.connector_id, "b_now": now,
+                 "b_tokens": s.bucket - claimed_per_connector[s.connector_id]}
+                for s in shares if s.bucket is not None
+            ])
             bodies = await repo.message_bodies(list({r.message_id for r in rows}))
         claimed = [
             Claimed(r.id, r.message_id, r.connector_id, r.kind, r.attempts, lease_id,

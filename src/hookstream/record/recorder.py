@@ -35,6 +35,9 @@ class Outcome:
     attempt: int
     next_attempt_at: int
     result: AttemptResult | None
+    connector_id: str = ""
+    reason: str | None = None  # why it failed or was held (policy's words)
+    deactivate: bool = False  # this answer switches the connector off (410 Gone)
 
 
 class Recorder:
@@ -45,9 +48,13 @@ class Recorder:
         batch: int,
         flush_ms: float,
         on_retry_scheduled: Callable[[int], None] | None = None,
+        on_written: Callable[[], None] | None = None,
+        deactivate_after_failing_ms: int = 5 * 86400 * 1000,
     ) -> None:
         self._db = db
+        self._deactivate_after_ms = deactivate_after_failing_ms
         self._on_retry_scheduled = on_retry_scheduled
+        self._on_written = on_written
         self._batch = batch
         self._flush_s = flush_ms / 1000
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
@@ -104,6 +111,8 @@ class Recorder:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        if self._on_written is not None:
+            self._on_written()
         if self._on_retry_scheduled is not None:
             due = [o.next_attempt_at for o in outcomes if o.status == "pending"]
             if due:
@@ -137,11 +146,10 @@ class Recorder:
             if o.status == "delivered":
                 delivered.append(row)
             else:
-                row.update(
-                    b_status=o.status,
-                    b_next_attempt_at=o.next_attempt_at,
-                    b_error=r.error or (f"HTTP {r.status_code}" if r.status_code else None),
-                )
+                error = r.error or (f"HTTP {r.status_code}" if r.status_code else None)
+                if o.reason and o.status != "pending":
+                    error = f"{error}; {o.reason}" if error else o.reason
+                row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
                 not_delivered.append(row)
         async with self._db.write() as conn:
             repo = Repository(conn)
@@ -149,3 +157,36 @@ class Recorder:
             await repo.record_delivered(delivered)
             await repo.record_not_delivered(not_delivered)
             await repo.release_deliveries(released)
+            await self._connector_health(repo, outcomes, now)
+
+    async def _connector_health(self, repo: Repository, outcomes: list[Outcome], now: int) -> None:
+        """Track since when a connector's every attempt failed; switch off the ones failing
+        for too long, and those whose receiver answered 410 Gone (holding their queue)."""
+        succeeded: set[str] = set()
+        first_failure: dict[str, int] = {}
+        gone: dict[str, str] = {}
+        for o in outcomes:
+            if o.result is None or not o.connector_id:
+                continue
+            if o.result.succeeded:
+                succeeded.add(o.connector_id)
+            else:
+                started = int(o.result.started_at * 1000)
+                first_failure[o.connector_id] = min(first_failure.get(o.connector_id, started),
+                                                    started)
+            if o.deactivate:
+                gone[o.connector_id] = o.reason or "switched off by the receiver's answer"
+        await repo.connector_succeeded([{"b_id": c} for c in succeeded])
+        failed_only = {c: t for c, t in first_failure.items() if c not in succeeded}
+        await repo.connector_failed([{"b_id": c, "b_since": t} for c, t in failed_only.items()])
+        if failed_only:
+            cutoff = now - self._deactivate_after_ms
+            for row in await repo.failing_since_before(list(failed_only), cutoff):
+                days = (now - row.failing_since) / 86_400_000
+                gone.setdefault(
+                    row.id, f"every attempt failed for {days:.2g} days; switched off"
+                )
+        for connector_id, reason in gone.items():
+            if await repo.deactivate_connector(connector_id, reason, now):
+                await repo.hold_deliveries(connector_id, now)
+                log.warning("connector %s switched off: %s", connector_id, reason)

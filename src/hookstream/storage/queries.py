@@ -14,12 +14,14 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
     literal_column,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.sql.dml import Insert
@@ -111,6 +113,12 @@ _connector_cols = (
     connectors.c.auth_public,
     connectors.c.active,
     connectors.c.deactivated_reason,
+    connectors.c.header_names,
+    connectors.c.retry_schedule,
+    connectors.c.max_attempts,
+    connectors.c.connect_timeout,
+    connectors.c.request_timeout,
+    connectors.c.previous_secret_expires_at,
     connectors.c.created_at,
     connectors.c.updated_at,
 )
@@ -151,6 +159,11 @@ delete_connector = (
     )
     .values(deleted_at=bindparam("b_now"), active=False)
 )
+connector_secret = select(connectors.c.secret_enc).where(
+    connectors.c.org_id == bindparam("org_id"),
+    connectors.c.id == bindparam("id"),
+    connectors.c.deleted_at.is_(None),
+)
 # What a worker needs to send: the connector whatever its organization, secrets included.
 connector_for_sending = select(
     connectors.c.id,
@@ -159,11 +172,40 @@ connector_for_sending = select(
     connectors.c.route_events,
     connectors.c.route_alarms,
     connectors.c.secret_enc,
+    connectors.c.previous_secret_enc,
+    connectors.c.previous_secret_expires_at,
     connectors.c.auth_type,
     connectors.c.auth_secret_enc,
+    connectors.c.headers_enc,
+    connectors.c.retry_schedule,
+    connectors.c.max_attempts,
+    connectors.c.connect_timeout,
+    connectors.c.request_timeout,
     connectors.c.active,
     connectors.c.deleted_at,
 ).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
+
+# --- connector health: sustained failure and 410 switch a connector off ----------------
+connector_succeeded = (
+    update(connectors)
+    .where(connectors.c.id == bindparam("b_id"), connectors.c.failing_since.is_not(None))
+    .values(failing_since=None)
+)
+connector_failed = (
+    update(connectors)
+    .where(connectors.c.id == bindparam("b_id"), connectors.c.failing_since.is_(None))
+    .values(failing_since=bindparam("b_since"))
+)
+failing_since_before = select(connectors.c.id, connectors.c.failing_since).where(
+    connectors.c.id.in_(bindparam("ids", expanding=True)),
+    connectors.c.active.is_(True),
+    connectors.c.failing_since <= bindparam("cutoff"),
+)
+deactivate_connector = (
+    update(connectors)
+    .where(connectors.c.id == bindparam("b_id"), connectors.c.active.is_(True))
+    .values(active=False, deactivated_reason=bindparam("b_reason"), updated_at=bindparam("b_now"))
+)
 
 # --- deliveries held and resumed by the toggle ------------------------------------------
 hold_deliveries = (
@@ -337,18 +379,68 @@ list_attempts = (
     .order_by(attempts.c.number, attempts.c.id)
 )
 
-# Claim and lease in one statement: the rows due first, skipping those another worker holds.
-_due = (
-    select(deliveries.c.id)
-    .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
-    .order_by(deliveries.c.next_attempt_at)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
+# Claiming, fair and limited per connector. Claims run one at a time (an advisory lock on
+# PostgreSQL, the write lock on SQLite), so the limits hold across every worker process.
+_in_flight_rows = deliveries.alias("in_flight_rows")
+_due_rows = deliveries.alias("due_rows")
+due_connectors = select(
+    connectors.c.id,
+    connectors.c.max_concurrency,
+    connectors.c.rate_limit,
+    connectors.c.rate_tokens,
+    connectors.c.rate_updated_at,
+    select(func.count())
+    .where(
+        _in_flight_rows.c.connector_id == connectors.c.id,
+        _in_flight_rows.c.lease_id.is_not(None),
+        _in_flight_rows.c.status == "pending",
+        _in_flight_rows.c.next_attempt_at > bindparam("now"),
+    )
     .scalar_subquery()
+    .label("in_flight"),
+).where(
+    connectors.c.active.is_(True),
+    exists().where(
+        _due_rows.c.connector_id == connectors.c.id,
+        _due_rows.c.status == "pending",
+        _due_rows.c.next_attempt_at <= bindparam("now"),
+    ),
 )
-claim_due = (
+
+
+def due_ids(shares: dict[str, int], now: int) -> Select[tuple[str]]:
+    """The ids of each connector's first due deliveries, up to its share."""
+    parts = []
+    for connector_id, count in shares.items():
+        first = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.connector_id == connector_id,
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= now,
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(count)
+            .subquery()
+        )
+        parts.append(select(first.c.id))
+    return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
+
+
+claim_ids = (
     update(deliveries)
-    .where(deliveries.c.id.in_(_due))
+    .where(
+        deliveries.c.id.in_(
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.id.in_(bindparam("ids", expanding=True)),
+                deliveries.c.status == "pending",
+                deliveries.c.next_attempt_at <= bindparam("now"),
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
     .values(
         next_attempt_at=bindparam("lease_until"),
         lease_id=bindparam("lease_id"),
@@ -361,6 +453,11 @@ claim_due = (
         deliveries.c.kind,
         deliveries.c.attempts,
     )
+)
+spend_rate_tokens = (
+    update(connectors)
+    .where(connectors.c.id == bindparam("b_id"))
+    .values(rate_tokens=bindparam("b_tokens"), rate_updated_at=bindparam("b_now"))
 )
 next_due_at = select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
 
@@ -415,4 +512,49 @@ release_delivery = (
         lease_id=None,
         updated_at=bindparam("b_now"),
     )
+)
+
+# --- replay and cancel ------------------------------------------------------------------
+get_organization = select(organizations.c.id, organizations.c.name).where(
+    organizations.c.id == bindparam("id")
+)
+# The deliveries a connector replay covers: the connector's, with the given statuses, created
+# in [since, until), whose message is still stored. Paged by id (keyset, "after").
+_replayable = and_(
+    deliveries.c.org_id == bindparam("org_id"),
+    deliveries.c.connector_id == bindparam("connector_id"),
+    deliveries.c.status.in_(bindparam("statuses", expanding=True)),
+    deliveries.c.created_at >= bindparam("since"),
+    deliveries.c.created_at < bindparam("until"),
+)
+_replayable_from = deliveries.join(messages, messages.c.id == deliveries.c.message_id)
+# How many there are, counting no further than "limit" (a cap needs only to know it is passed).
+count_replayable = select(func.count()).select_from(
+    select(deliveries.c.id)
+    .select_from(_replayable_from)
+    .where(_replayable)
+    .limit(bindparam("limit"))
+    .subquery()
+)
+replayable_batch = (
+    select(
+        deliveries.c.id,
+        deliveries.c.message_id,
+        deliveries.c.kind,
+        deliveries.c.device_id,
+    )
+    .select_from(_replayable_from)
+    .where(_replayable, deliveries.c.id > bindparam("after"))
+    .order_by(deliveries.c.id)
+    .limit(bindparam("limit"))
+)
+# Cancel one delivery that is still queued (pending or held); its lease, if any, is void.
+cancel_delivery = (
+    update(deliveries)
+    .where(
+        deliveries.c.org_id == bindparam("b_org_id"),
+        deliveries.c.id == bindparam("b_id"),
+        or_(deliveries.c.status == "pending", deliveries.c.status == "held"),
+    )
+    .values(status="cancelled", lease_id=None, updated_at=bindparam("b_now"))
 )

@@ -18,6 +18,7 @@ from hookstream.storage import queries as q
 from hookstream.storage.database import NOTIFY_CHANNEL
 
 Rows = Sequence[Row[Any]]
+CLAIM_LOCK = 0x686F6F6C  # any constant; one claim at a time across processes
 
 
 class Repository:
@@ -105,8 +106,26 @@ class Repository:
             q.delete_connector, {"b_org_id": org_id, "b_id": connector_id, "b_now": now}
         )
 
+    async def connector_secret(self, org_id: str, connector_id: str) -> str | None:
+        row = await self._one(q.connector_secret, {"org_id": org_id, "id": connector_id})
+        return None if row is None else str(row.secret_enc)
+
     async def connector_for_sending(self, ids: list[str]) -> Rows:
         return await self._all(q.connector_for_sending, {"ids": ids})
+
+    async def connector_succeeded(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.connector_succeeded, rows)
+
+    async def connector_failed(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.connector_failed, rows)
+
+    async def failing_since_before(self, ids: list[str], cutoff: int) -> Rows:
+        return await self._all(q.failing_since_before, {"ids": ids, "cutoff": cutoff})
+
+    async def deactivate_connector(self, connector_id: str, reason: str, now: int) -> int:
+        return await self._count(
+            q.deactivate_connector, {"b_id": connector_id, "b_reason": reason, "b_now": now}
+        )
 
     async def hold_deliveries(self, connector_id: str, now: int) -> int:
         return await self._count(q.hold_deliveries, {"b_connector_id": connector_id, "b_now": now})
@@ -176,11 +195,31 @@ class Repository:
     async def list_attempts(self, delivery_id: str) -> Rows:
         return await self._all(q.list_attempts, {"delivery_id": delivery_id})
 
-    async def claim_due(self, *, now: int, lease_until: int, lease_id: str, limit: int) -> Rows:
+    async def lock_claims(self) -> None:
+        """Serialize claims across processes (PostgreSQL; SQLite's write lock does it)."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+
+    async def due_connectors(self, now: int) -> Rows:
+        return await self._all(q.due_connectors, {"now": now})
+
+    async def due_ids(self, shares: dict[str, int], now: int) -> list[str]:
+        if not shares:
+            return []
+        return [r.id for r in await self._all(q.due_ids(shares, now))]
+
+    async def claim_ids(
+        self, ids: list[str], *, now: int, lease_until: int, lease_id: str
+    ) -> Rows:
+        if not ids:
+            return []
         return await self._all(
-            q.claim_due,
-            {"now": now, "lease_until": lease_until, "lease_id": lease_id, "limit": limit},
+            q.claim_ids,
+            {"ids": ids, "now": now, "lease_until": lease_until, "lease_id": lease_id},
         )
+
+    async def spend_rate_tokens(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.spend_rate_tokens, rows)
 
     async def next_due_at(self) -> int | None:
         row = await self._one(q.next_due_at)
@@ -202,3 +241,31 @@ class Repository:
         """Wake listening workers when this transaction commits (PostgreSQL only; a hint)."""
         if self.conn.dialect.name == "postgresql":
             await self.conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    # --- replay and cancel --------------------------------------------------------------
+    async def get_organization(self, org_id: str) -> Row[Any] | None:
+        return await self._one(q.get_organization, {"id": org_id})
+
+    async def count_replayable(
+        self, org_id: str, connector_id: str, statuses: list[str], since: int, until: int,
+        limit: int,
+    ) -> int:
+        row = await self._one(q.count_replayable, {
+            "org_id": org_id, "connector_id": connector_id, "statuses": statuses,
+            "since": since, "until": until, "limit": limit,
+        })
+        return 0 if row is None else int(row[0])
+
+    async def replayable_batch(
+        self, org_id: str, connector_id: str, statuses: list[str], since: int, until: int,
+        after: str, limit: int,
+    ) -> Rows:
+        return await self._all(q.replayable_batch, {
+            "org_id": org_id, "connector_id": connector_id, "statuses": statuses,
+            "since": since, "until": until, "after": after, "limit": limit,
+        })
+
+    async def cancel_delivery(self, org_id: str, delivery_id: str, now: int) -> int:
+        return await self._count(
+            q.cancel_delivery, {"b_org_id": org_id, "b_id": delivery_id, "b_now": now}
+        )

@@ -86,6 +86,11 @@ connectors = Table(
     Column("header_names", Text),  # JSON list: what may be shown of them
     # Set at the first failed attempt after a success; cleared by the next success.
     Column("failing_since", BigInteger),
+    # Backpressure across every worker: requests in flight, and a token bucket per second.
+    Column("max_concurrency", Integer),
+    Column("rate_limit", Float),
+    Column("rate_tokens", Float),
+    Column("rate_updated_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
@@ -148,12 +153,26 @@ deliveries = Table(
     Index(None, "message_id"),
     Index(None, "org_id", "id"),
     Index(None, "connector_id", "status"),
-    # The queue: only pending rows, in the order they fall due.
+    # The queue: only pending rows, in the order they fall due; overall and per connector.
     Index(
         "ix_deliveries_due",
         "next_attempt_at",
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_deliveries_connector_due",
+        "connector_id",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    # Requests in flight (leased) per connector: few rows, counted at every claim.
+    Index(
+        "ix_deliveries_leased",
+        "connector_id",
+        postgresql_where=text("lease_id IS NOT NULL"),
+        sqlite_where=text("lease_id IS NOT NULL"),
     ),
 )
 
