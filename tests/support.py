@@ -330,7 +330,8 @@ async def running_receiver(respond: Responder | None = None) -> AsyncIterator[Re
     receiver = Receiver(respond=respond)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
+    # A short shutdown: tests with receivers that never answer must not wait 60 s.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     sock = free_socket()
     site = web.SockSite(runner, sock)

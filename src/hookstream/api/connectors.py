@@ -67,6 +67,12 @@ def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dic
         schedule = retry.schedule if retry is not None else None
         columns["retry_schedule"] = None if schedule is None else orjson.dumps(schedule).decode()
         columns["max_attempts"] = retry.maxAttempts if retry is not None else None
+    if "limits" in given:
+        columns["max_concurrency"] = body.limits.maxConcurrency if body.limits else None
+        columns["rate_limit"] = body.limits.perSecond if body.limits else None
+        # A new rate starts with a full bucket.
+        columns["rate_tokens"] = None
+        columns["rate_updated_at"] = None
     if "timeouts" in given:
         columns["connect_timeout"] = body.timeouts.connect if body.timeouts else None
         columns["request_timeout"] = body.timeouts.total if body.timeouts else None
@@ -86,6 +92,10 @@ def _connector(row: Any, settings: Settings) -> dict[str, Any]:
         "authentication": orjson.loads(row.auth_public),
         "headerNames": orjson.loads(row.header_names) if row.header_names else [],
         "retry": {"schedule": schedule, "maxAttempts": row.max_attempts or 1 + len(schedule)},
+        "limits": {
+            "maxConcurrency": row.max_concurrency or settings.connector_max_concurrency,
+            "perSecond": row.rate_limit,
+        },
         "timeouts": {
             "connect": row.connect_timeout or settings.connect_timeout,
             "total": row.request_timeout or settings.request_timeout,

@@ -168,6 +168,13 @@ class Timeouts(Strict):
     total: float | int | None = Field(default=None, gt=0, le=300)
 
 
+class Limits(Strict):
+    """Backpressure for one connector, across every worker process."""
+
+    maxConcurrency: int | None = Field(default=None, ge=1, le=1000)
+    perSecond: float | int | None = Field(default=None, gt=0, le=10000)
+
+
 def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:
         return None
@@ -193,6 +200,7 @@ class ConnectorCreate(Strict):
     headers: dict[str, str] | None = None
     retry: RetryConfig | None = None
     timeouts: Timeouts | None = None
+    limits: Limits | None = None
 
     @field_validator("headers")
     @classmethod
@@ -230,6 +238,7 @@ class ConnectorUpdate(Strict):
     headers: dict[str, str] | None = None
     retry: RetryConfig | None = None
     timeouts: Timeouts | None = None
+    limits: Limits | None = None
 
     @field_validator("headers")
     @classmethod

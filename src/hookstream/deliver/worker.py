@@ -27,6 +27,7 @@ from hookstream.storage.repository import Repository
 log = logging.getLogger(__name__)
 
 _ENDPOINT_TTL = 2.0  # seconds a worker trusts its copy of a connector
+SHUTDOWN_GRACE = 5.0  # seconds attempts in flight may finish when a worker stops
 
 
 class EndpointCache:
@@ -129,7 +130,11 @@ class Worker:
         finally:
             # Let attempts in flight finish briefly, then write every outcome we have.
             if self._inflight:
-                await asyncio.wait(self._inflight, timeout=5)
+                await asyncio.wait(self._inflight, timeout=SHUTDOWN_GRACE)
+                # Whatever still hangs is abandoned: its lease runs out and it is sent again.
+                for task in list(self._inflight):
+                    task.cancel()
+                await asyncio.gather(*self._inflight, return_exceptions=True)
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)

@@ -119,6 +119,8 @@ _connector_cols = (
     connectors.c.connect_timeout,
     connectors.c.request_timeout,
     connectors.c.previous_secret_expires_at,
+    connectors.c.max_concurrency,
+    connectors.c.rate_limit,
     connectors.c.created_at,
     connectors.c.updated_at,
 )
