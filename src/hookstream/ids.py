@@ -10,13 +10,22 @@ import time
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last = 0  # the last value handed out by this process
+
+
 def new_id(prefix: str, now_ms: int | None = None) -> str:
     """A ULID-like id: 48-bit milliseconds then 80 random bits, base32, behind ``prefix_``.
 
-    Ids sort by creation time, which gives the logs a stable order and cheap cursors.
+    Ids sort by creation time, which gives the logs a stable order and cheap cursors. Within
+    one process they also strictly increase (a monotonic ULID): ids made in the same
+    millisecond count up from the first, so a batch's messages keep their order.
     """
+    global _last
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    if value <= _last and (_last >> 80) >= ms:
+        value = _last + 1
+    _last = value
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

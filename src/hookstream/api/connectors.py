@@ -67,6 +67,8 @@ def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dic
         schedule = retry.schedule if retry is not None else None
         columns["retry_schedule"] = None if schedule is None else orjson.dumps(schedule).decode()
         columns["max_attempts"] = retry.maxAttempts if retry is not None else None
+    if "ordering" in given:
+        columns["ordering"] = "per_device" if body.ordering == "per_device" else None
     if "limits" in given:
         columns["max_concurrency"] = body.limits.maxConcurrency if body.limits else None
         columns["rate_limit"] = body.limits.perSecond if body.limits else None
@@ -92,6 +94,7 @@ def _connector(row: Any, settings: Settings) -> dict[str, Any]:
         "authentication": orjson.loads(row.auth_public),
         "headerNames": orjson.loads(row.header_names) if row.header_names else [],
         "retry": {"schedule": schedule, "maxAttempts": row.max_attempts or 1 + len(schedule)},
+        "ordering": row.ordering or "none",
         "limits": {
             "maxConcurrency": row.max_concurrency or settings.connector_max_concurrency,
             "perSecond": row.rate_limit,

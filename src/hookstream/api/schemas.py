@@ -201,6 +201,7 @@ class ConnectorCreate(Strict):
     retry: RetryConfig | None = None
     timeouts: Timeouts | None = None
     limits: Limits | None = None
+    ordering: Literal["none", "per_device"] | None = None
 
     @field_validator("headers")
     @classmethod
@@ -239,6 +240,7 @@ class ConnectorUpdate(Strict):
     retry: RetryConfig | None = None
     timeouts: Timeouts | None = None
     limits: Limits | None = None
+    ordering: Literal["none", "per_device"] | None = None
 
     @field_validator("headers")
     @classmethod

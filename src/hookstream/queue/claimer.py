@@ -41,13 +41,19 @@ class Claimer:
         async with self._db.write() as conn:
             repo = Repository(conn)
             await repo.lock_claims()
+            connectors = await repo.due_connectors(now)
+            per_device = {c.id for c in connectors if c.ordering == "per_device"}
             due = [
-                Due(r.id, r.max_concurrency or self._default_max, r.in_flight, r.rate_limit,
-                    r.rate_tokens, None if r.rate_updated_at is None else r.rate_updated_at / 1000)
-                for r in await repo.due_connectors(now)
+                Due(c.id, c.max_concurrency or self._default_max, c.in_flight, c.rate_limit,
+                    c.rate_tokens, None if c.rate_updated_at is None else c.rate_updated_at / 1000)
+                for c in connectors
             ]
             shares = share(due, limit, now / 1000)
-            ids = await repo.due_ids({s.connector_id: s.count for s in shares if s.count}, now)
+            ids = await repo.due_ids(
+                {s.connector_id: (s.count, s.connector_id in per_device)
+                 for s in shares if s.count},
+                now,
+            )
             rows = await repo.claim_ids(
                 ids, now=now, lease_until=now + self._lease_ms, lease_id=lease_id
             )

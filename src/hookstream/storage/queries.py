@@ -121,6 +121,7 @@ _connector_cols = (
     connectors.c.previous_secret_expires_at,
     connectors.c.max_concurrency,
     connectors.c.rate_limit,
+    connectors.c.ordering,
     connectors.c.created_at,
     connectors.c.updated_at,
 )
@@ -387,6 +388,7 @@ _in_flight_rows = deliveries.alias("in_flight_rows")
 _due_rows = deliveries.alias("due_rows")
 due_connectors = select(
     connectors.c.id,
+    connectors.c.ordering,
     connectors.c.max_concurrency,
     connectors.c.rate_limit,
     connectors.c.rate_tokens,
@@ -410,22 +412,33 @@ due_connectors = select(
 )
 
 
-def due_ids(shares: dict[str, int], now: int) -> Select[tuple[str]]:
-    """The ids of each connector's first due deliveries, up to its share."""
+_earlier = deliveries.alias("earlier")
+
+
+def due_ids(shares: dict[str, tuple[int, bool]], now: int) -> Select[tuple[str]]:
+    """The ids of each connector's first due deliveries, up to its share.
+
+    For a connector ordered per device, only a device's oldest open delivery qualifies: the
+    next one waits until it is delivered or has failed for good.
+    """
     parts = []
-    for connector_id, count in shares.items():
-        first = (
-            select(deliveries.c.id)
-            .where(
-                deliveries.c.connector_id == connector_id,
-                deliveries.c.status == "pending",
-                deliveries.c.next_attempt_at <= now,
-            )
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(count)
-            .subquery()
+    for connector_id, (count, per_device) in shares.items():
+        first = select(deliveries.c.id).where(
+            deliveries.c.connector_id == connector_id,
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now,
         )
-        parts.append(select(first.c.id))
+        if per_device:
+            first = first.where(
+                ~exists().where(
+                    _earlier.c.connector_id == deliveries.c.connector_id,
+                    _earlier.c.device_id == deliveries.c.device_id,
+                    _earlier.c.status.in_(("pending", "held")),
+                    _earlier.c.message_id < deliveries.c.message_id,
+                )
+            )
+        sub = first.order_by(deliveries.c.next_attempt_at).limit(count).subquery()
+        parts.append(select(sub.c.id))
     return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
 
 

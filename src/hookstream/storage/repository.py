@@ -203,7 +203,7 @@ class Repository:
     async def due_connectors(self, now: int) -> Rows:
         return await self._all(q.due_connectors, {"now": now})
 
-    async def due_ids(self, shares: dict[str, int], now: int) -> list[str]:
+    async def due_ids(self, shares: dict[str, tuple[int, bool]], now: int) -> list[str]:
         if not shares:
             return []
         return [r.id for r in await self._all(q.due_ids(shares, now))]

@@ -91,6 +91,8 @@ connectors = Table(
     Column("rate_limit", Float),
     Column("rate_tokens", Float),
     Column("rate_updated_at", BigInteger),
+    # "per_device": one device's messages are delivered strictly in ingest order.
+    Column("ordering", String(16)),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
@@ -166,6 +168,15 @@ deliveries = Table(
         "next_attempt_at",
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
+    ),
+    # Per-device ordering: is an earlier delivery of this device still open?
+    Index(
+        "ix_deliveries_device_open",
+        "connector_id",
+        "device_id",
+        "message_id",
+        postgresql_where=text("status IN ('pending', 'held')"),
+        sqlite_where=text("status IN ('pending', 'held')"),
     ),
     # Requests in flight (leased) per connector: few rows, counted at every claim.
     Index(
