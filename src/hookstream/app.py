@@ -12,7 +12,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from hookstream import __version__
-from hookstream.api import connectors, errors, gateways, health, logs, organizations, replay
+from hookstream.api import (
+    alerts,
+    connectors,
+    errors,
+    gateways,
+    health,
+    logs,
+    organizations,
+    replay,
+)
 from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
 from hookstream.ingest.message import DatastreamMessage
@@ -42,7 +51,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     errors.install(app)
-    for module in (organizations, gateways, connectors, logs, replay, health):
+    for module in (organizations, gateways, connectors, alerts, logs, replay, health):
         app.include_router(module.router)
     app.include_router(ingest_http.router)
 

@@ -43,7 +43,7 @@ _PUBLIC_AUTH_FIELDS = {
 }
 
 
-def _auth_columns(rt: Runtime, auth: Authentication) -> dict[str, Any]:
+def auth_columns(rt: Runtime, auth: Authentication) -> dict[str, Any]:
     full = auth.model_dump(exclude_none=True)
     public = {k: full[k] for k in ("type", *_PUBLIC_AUTH_FIELDS[auth.type]) if k in full}
     return {
@@ -131,7 +131,7 @@ async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[s
             route_values=body.routes.values, route_events=body.routes.events,
             route_alarms=body.routes.alarms, secret_enc=rt.box.encrypt(secret),
             active=body.active, created_at=now, updated_at=now,
-            **_auth_columns(rt, body.authentication), **_policy_columns(rt, body),
+            **auth_columns(rt, body.authentication), **_policy_columns(rt, body),
         )
         row = await repo.get_connector(org_id, connector_id)
     return {**_connector(row, rt.settings), "secret": secret}
@@ -173,7 +173,7 @@ async def update(
         changes.update(route_values=body.routes.values, route_events=body.routes.events,
                        route_alarms=body.routes.alarms)
     if "authentication" in given and body.authentication is not None:
-        changes.update(_auth_columns(rt, body.authentication))
+        changes.update(auth_columns(rt, body.authentication))
     changes.update(_policy_columns(rt, body))
     if "active" in given and body.active is not None:
         changes["active"] = body.active

@@ -68,6 +68,7 @@ class EndpointCache:
                 "values": row.route_values,
                 "events": row.route_events,
                 "alarms": row.route_alarms,
+                "alert": "",  # alerts go to the alerts connector's URL itself
             },
             signing_key=secret_key(box.decrypt(row.secret_enc)),
             previous_key=(
@@ -211,6 +212,6 @@ class Worker:
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
         self.recorder.put(Outcome(
             c.id, c.lease_id, status, number, next_at, result,
-            connector_id=c.connector_id, reason=decision.reason,
+            connector_id=c.connector_id, message_id=c.message_id, reason=decision.reason,
             deactivate=decision.deactivate,
         ))

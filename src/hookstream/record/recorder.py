@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from hookstream.deliver.client import AttemptResult
 from hookstream.ids import new_id
+from hookstream.record.alerts import AlertEvent, enqueue_alerts
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
 
@@ -36,6 +37,7 @@ class Outcome:
     next_attempt_at: int
     result: AttemptResult | None
     connector_id: str = ""
+    message_id: str = ""
     reason: str | None = None  # why it failed or was held (policy's words)
     deactivate: bool = False  # this answer switches the connector off (410 Gone)
 
@@ -157,9 +159,19 @@ class Recorder:
             await repo.record_delivered(delivered)
             await repo.record_not_delivered(not_delivered)
             await repo.release_deliveries(released)
-            await self._connector_health(repo, outcomes, now)
+            alerts = await self._connector_health(repo, outcomes, now)
+            alerts += [
+                AlertEvent("delivery.failed", o.connector_id, {
+                    "deliveryId": o.delivery_id, "messageId": o.message_id,
+                    "attempts": o.attempt, "reason": o.reason,
+                })
+                for o in outcomes if o.status == "failed" and o.connector_id
+            ]
+            await enqueue_alerts(repo, alerts, now)
 
-    async def _connector_health(self, repo: Repository, outcomes: list[Outcome], now: int) -> None:
+    async def _connector_health(
+        self, repo: Repository, outcomes: list[Outcome], now: int
+    ) -> list[AlertEvent]:
         """Track since when a connector's every attempt failed; switch off the ones failing
         for too long, and those whose receiver answered 410 Gone (holding their queue)."""
         succeeded: set[str] = set()
@@ -186,7 +198,11 @@ class Recorder:
                 gone.setdefault(
                     row.id, f"every attempt failed for {days:.2g} days; switched off"
                 )
+        alerts = []
         for connector_id, reason in gone.items():
             if await repo.deactivate_connector(connector_id, reason, now):
                 await repo.hold_deliveries(connector_id, now)
                 log.warning("connector %s switched off: %s", connector_id, reason)
+                alerts.append(AlertEvent("connector.deactivated", connector_id,
+                                         {"reason": reason}))
+        return alerts

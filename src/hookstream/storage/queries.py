@@ -129,12 +129,40 @@ get_connector = select(*_connector_cols).where(
     connectors.c.org_id == bindparam("org_id"),
     connectors.c.id == bindparam("id"),
     connectors.c.deleted_at.is_(None),
+    connectors.c.system.is_(None),
+)
+get_alerts_connector = select(*_connector_cols).where(
+    connectors.c.org_id == bindparam("org_id"),
+    connectors.c.system == "alerts",
+    connectors.c.deleted_at.is_(None),
+)
+# For connectors that just failed a delivery or were switched off: their organization's
+# alerts connector, if it has one (alerts about the alerts connector itself are not sent).
+_alerts = connectors.alias("alerts")
+alert_targets = (
+    select(connectors.c.id, connectors.c.org_id, _alerts.c.id.label("alerts_connector_id"))
+    .select_from(
+        connectors.join(
+            _alerts,
+            and_(
+                _alerts.c.org_id == connectors.c.org_id,
+                _alerts.c.system == "alerts",
+                _alerts.c.deleted_at.is_(None),
+            ),
+        )
+    )
+    .where(
+        connectors.c.id.in_(bindparam("ids", expanding=True)),
+        connectors.c.system.is_(None),
+    )
 )
 
 
 def list_connectors(org_id: str, after: str | None, limit: int) -> Select[tuple[object, ...]]:
     q = select(*_connector_cols).where(
-        connectors.c.org_id == org_id, connectors.c.deleted_at.is_(None)
+        connectors.c.org_id == org_id,
+        connectors.c.deleted_at.is_(None),
+        connectors.c.system.is_(None),
     )
     if after:
         q = q.where(connectors.c.id > after)
@@ -149,6 +177,14 @@ def update_connector(values: dict[str, object]) -> Update:
             connectors.c.id == bindparam("b_id"),
             connectors.c.deleted_at.is_(None),
         )
+        .values(**values)
+    )
+
+
+def update_alerts_connector(values: dict[str, object]) -> Update:
+    return (
+        update(connectors)
+        .where(connectors.c.id == bindparam("b_id"), connectors.c.system == "alerts")
         .values(**values)
     )
 
@@ -295,7 +331,8 @@ def list_messages(
     before: str | None,
     limit: int,
 ) -> Select[tuple[object, ...]]:
-    q = select(*_message_cols).where(messages.c.org_id == org_id)
+    # Alerts travel as messages of kind "alert"; the log shows what gateways sent.
+    q = select(*_message_cols).where(messages.c.org_id == org_id, messages.c.kind != "alert")
     if gateway_id:
         q = q.where(messages.c.gateway_id == gateway_id)
     if device_id:
@@ -572,4 +609,100 @@ cancel_delivery = (
         or_(deliveries.c.status == "pending", deliveries.c.status == "held"),
     )
     .values(status="cancelled", lease_id=None, updated_at=bindparam("b_now"))
+)
+
+# --- idempotency and retention ----------------------------------------------------------
+# (Imported here, not at the top, so that this section stays one block at the end.)
+from sqlalchemy import ColumnElement, FromClause, tuple_  # noqa: E402
+
+from hookstream.storage.tables import idempotency_keys  # noqa: E402
+
+# An ingest request already answered, by gateway and Idempotency-Key.
+get_idempotency_key = select(
+    idempotency_keys.c.request_hash, idempotency_keys.c.response, idempotency_keys.c.created_at
+).where(
+    idempotency_keys.c.gateway_id == bindparam("gateway_id"),
+    idempotency_keys.c.key == bindparam("key"),
+)
+insert_idempotency_key: Insert = insert(idempotency_keys)
+# A key first used before the window's start counts as new: its old row makes way.
+delete_expired_idempotency_key = delete(idempotency_keys).where(
+    idempotency_keys.c.gateway_id == bindparam("b_gateway_id"),
+    idempotency_keys.c.key == bindparam("b_key"),
+    idempotency_keys.c.created_at < bindparam("b_cutoff"),
+)
+
+# Retention. A message may go once it was accepted before "cutoff" and none of its
+# deliveries is open (pending or held); its deliveries and their attempts go with it. Each
+# statement deletes at most "limit" rows, bottom up: the attempts of such messages'
+# deliveries, then those deliveries once they have no attempt left, then the messages once
+# they have no delivery left, so no row is ever left without its parent. "cutoff_id" is the
+# smallest message id of the cutoff millisecond (ids sort by time): the scan of old messages
+# is a range of the primary key. On PostgreSQL the chosen rows are locked SKIP LOCKED, so
+# purgers in several processes share the work instead of waiting on (or deadlocking with)
+# each other; SQLite has one writer at a time anyway.
+_purge_m = messages.alias("purge_m")
+_purge_d = deliveries.alias("purge_d")
+_purge_a = attempts.alias("purge_a")
+_open_d = deliveries.alias("open_d")
+_purge_k = idempotency_keys.alias("purge_k")
+
+
+def _old(m: FromClause) -> ColumnElement[bool]:
+    return and_(m.c.id < bindparam("cutoff_id"), m.c.accepted_at < bindparam("cutoff"))
+
+
+def _purgeable(m: FromClause) -> ColumnElement[bool]:
+    # Literal statuses: no extra parameters, the same in every statement.
+    still_open = exists().where(
+        _open_d.c.message_id == m.c.id,
+        or_(
+            _open_d.c.status == literal_column("'pending'"),
+            _open_d.c.status == literal_column("'held'"),
+        ),
+    )
+    return and_(_old(m), ~still_open)
+
+
+purge_attempts = delete(attempts).where(
+    attempts.c.id.in_(
+        select(_purge_a.c.id)
+        .select_from(
+            _purge_a.join(_purge_d, _purge_d.c.id == _purge_a.c.delivery_id).join(
+                _purge_m, _purge_m.c.id == _purge_d.c.message_id
+            )
+        )
+        .where(_purgeable(_purge_m))
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_purge_a)
+    )
+)
+purge_deliveries = delete(deliveries).where(
+    deliveries.c.id.in_(
+        select(_purge_d.c.id)
+        .select_from(_purge_d.join(_purge_m, _purge_m.c.id == _purge_d.c.message_id))
+        .where(
+            _purgeable(_purge_m),
+            ~exists().where(_purge_a.c.delivery_id == _purge_d.c.id),
+        )
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_purge_d)
+    )
+)
+purge_messages = delete(messages).where(
+    messages.c.id.in_(
+        select(_purge_m.c.id)
+        .where(_old(_purge_m), ~exists().where(_purge_d.c.message_id == _purge_m.c.id))
+        .order_by(_purge_m.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_purge_m)
+    )
+)
+purge_idempotency_keys = delete(idempotency_keys).where(
+    tuple_(idempotency_keys.c.gateway_id, idempotency_keys.c.key).in_(
+        select(_purge_k.c.gateway_id, _purge_k.c.key)
+        .where(_purge_k.c.created_at < bindparam("cutoff"))
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
 )

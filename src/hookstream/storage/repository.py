@@ -93,6 +93,14 @@ class Repository:
     async def get_connector(self, org_id: str, connector_id: str) -> Row[Any] | None:
         return await self._one(q.get_connector, {"org_id": org_id, "id": connector_id})
 
+    async def get_alerts_connector(self, org_id: str) -> Row[Any] | None:
+        return await self._one(q.get_alerts_connector, {"org_id": org_id})
+
+    async def alert_targets(self, connector_ids: list[str]) -> Rows:
+        if not connector_ids:
+            return []
+        return await self._all(q.alert_targets, {"ids": connector_ids})
+
     async def list_connectors(self, org_id: str, after: str | None, limit: int) -> Rows:
         return await self._all(q.list_connectors(org_id, after, limit))
 
@@ -100,6 +108,9 @@ class Repository:
         return await self._count(
             q.update_connector(values), {"b_org_id": org_id, "b_id": connector_id}
         )
+
+    async def update_alerts_connector(self, connector_id: str, **values: Any) -> int:
+        return await self._count(q.update_alerts_connector(values), {"b_id": connector_id})
 
     async def delete_connector(self, org_id: str, connector_id: str, now: int) -> int:
         return await self._count(
@@ -269,3 +280,34 @@ class Repository:
         return await self._count(
             q.cancel_delivery, {"b_org_id": org_id, "b_id": delivery_id, "b_now": now}
         )
+
+    # --- idempotency and retention ------------------------------------------------------
+    async def get_idempotency_key(self, gateway_id: str, key: str) -> Row[Any] | None:
+        return await self._one(q.get_idempotency_key, {"gateway_id": gateway_id, "key": key})
+
+    async def insert_idempotency_key(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_idempotency_key, values)
+
+    async def delete_expired_idempotency_key(self, gateway_id: str, key: str, cutoff: int) -> int:
+        return await self._count(
+            q.delete_expired_idempotency_key,
+            {"b_gateway_id": gateway_id, "b_key": key, "b_cutoff": cutoff},
+        )
+
+    async def purge_attempts(self, cutoff: int, cutoff_id: str, limit: int) -> int:
+        return await self._count(
+            q.purge_attempts, {"cutoff": cutoff, "cutoff_id": cutoff_id, "limit": limit}
+        )
+
+    async def purge_deliveries(self, cutoff: int, cutoff_id: str, limit: int) -> int:
+        return await self._count(
+            q.purge_deliveries, {"cutoff": cutoff, "cutoff_id": cutoff_id, "limit": limit}
+        )
+
+    async def purge_messages(self, cutoff: int, cutoff_id: str, limit: int) -> int:
+        return await self._count(
+            q.purge_messages, {"cutoff": cutoff, "cutoff_id": cutoff_id, "limit": limit}
+        )
+
+    async def purge_idempotency_keys(self, cutoff: int, limit: int) -> int:
+        return await self._count(q.purge_idempotency_keys, {"cutoff": cutoff, "limit": limit})

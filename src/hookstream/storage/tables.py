@@ -41,8 +41,6 @@ organizations = Table(
     Column("name", String(200), nullable=False),
     Column("api_key_hash", String(64), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
-    Column("alerts_url", String(2048)),
-    Column("alerts_secret_enc", Text),
 )
 
 gateways = Table(
@@ -93,6 +91,8 @@ connectors = Table(
     Column("rate_updated_at", BigInteger),
     # "per_device": one device's messages are delivered strictly in ingest order.
     Column("ordering", String(16)),
+    # "alerts": the organization's operational alerts endpoint, hidden from connector lists.
+    Column("system", String(16)),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
