@@ -178,7 +178,9 @@ async def update(
     if "active" in given and body.active is not None:
         changes["active"] = body.active
         if body.active:
+            # Switched on again: the failing period starts over.
             changes["deactivated_reason"] = None
+            changes["failing_since"] = None
     async with rt.db.write() as conn:
         repo = Repository(conn)
         before = await repo.get_connector(org_id, connector_id)

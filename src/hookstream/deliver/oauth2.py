@@ -80,9 +80,13 @@ class TokenCache:
         try:
             body = orjson.loads(raw)
             value = body["access_token"]
-            expires_in = float(body.get("expires_in") or DEFAULT_EXPIRES_IN)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise TokenError("the token endpoint's answer has no access_token") from exc
+        try:
+            raw_expiry = body.get("expires_in")
+            expires_in = DEFAULT_EXPIRES_IN if raw_expiry is None else float(raw_expiry)
+        except (TypeError, ValueError) as exc:
+            raise TokenError("the token endpoint's expires_in is not a number") from exc
         if not isinstance(value, str) or not value:
             raise TokenError("the token endpoint's access_token is not a string")
         lifetime = max(expires_in - self._margin, 0.0)

@@ -33,12 +33,15 @@ class Share:
 
 
 def available_tokens(due: Due, now: float) -> float | None:
+    """Tokens in the bucket now. The bucket holds one second's worth, and at least one
+    token, so a rate under one per second still sends (one every 1/rate seconds)."""
     if due.rate_limit is None:
         return None
+    capacity = max(due.rate_limit, 1.0)
     if due.rate_tokens is None or due.rate_updated_at is None:
-        return due.rate_limit
+        return capacity
     refill = max(now - due.rate_updated_at, 0.0) * due.rate_limit
-    return min(due.rate_limit, due.rate_tokens + refill)
+    return min(capacity, due.rate_tokens + refill)
 
 
 def share(connectors: Sequence[Due], limit: int, now: float) -> list[Share]:
