@@ -67,6 +67,9 @@ def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dic
         schedule = retry.schedule if retry is not None else None
         columns["retry_schedule"] = None if schedule is None else orjson.dumps(schedule).decode()
         columns["max_attempts"] = retry.maxAttempts if retry is not None else None
+    if "batch" in given:
+        columns["batch_max_messages"] = body.batch.maxMessages if body.batch else None
+        columns["batch_max_wait_ms"] = body.batch.maxWaitMs if body.batch else None
     if "ordering" in given:
         columns["ordering"] = "per_device" if body.ordering == "per_device" else None
     if "limits" in given:
@@ -95,6 +98,10 @@ def _connector(row: Any, settings: Settings) -> dict[str, Any]:
         "headerNames": orjson.loads(row.header_names) if row.header_names else [],
         "retry": {"schedule": schedule, "maxAttempts": row.max_attempts or 1 + len(schedule)},
         "ordering": row.ordering or "none",
+        "batch": (
+            {"maxMessages": row.batch_max_messages, "maxWaitMs": row.batch_max_wait_ms}
+            if row.batch_max_messages else None
+        ),
         "limits": {
             "maxConcurrency": row.max_concurrency or settings.connector_max_concurrency,
             "perSecond": row.rate_limit,

@@ -44,6 +44,7 @@ def _delivery(row: Any) -> dict[str, Any]:
         "lastStatusCode": row.last_status_code,
         "lastError": row.last_error,
         "replayOf": row.replay_of,
+        "batchId": row.batch_id,  # the webhook-id of the batch it was sent in, if any
         "createdAt": rfc3339(row.created_at),
         "updatedAt": rfc3339(row.updated_at),
     }

@@ -175,6 +175,14 @@ class Limits(Strict):
     perSecond: float | int | None = Field(default=None, gt=0, le=10000)
 
 
+class Batch(Strict):
+    """Send up to maxMessages messages in one POST (a JSON array), waiting at most maxWaitMs
+    for a batch to fill."""
+
+    maxMessages: int = Field(ge=1, le=1000)
+    maxWaitMs: int = Field(default=1000, ge=0, le=60000)
+
+
 def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:
         return None
@@ -202,6 +210,7 @@ class ConnectorCreate(Strict):
     timeouts: Timeouts | None = None
     limits: Limits | None = None
     ordering: Literal["none", "per_device"] | None = None
+    batch: Batch | None = None
 
     @field_validator("headers")
     @classmethod
@@ -241,6 +250,7 @@ class ConnectorUpdate(Strict):
     timeouts: Timeouts | None = None
     limits: Limits | None = None
     ordering: Literal["none", "per_device"] | None = None
+    batch: Batch | None = None
 
     @field_validator("headers")
     @classmethod

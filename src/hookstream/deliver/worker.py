@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -183,12 +184,26 @@ class Worker:
 
     async def _start(self, claimed: list[Claimed], bodies: dict[str, bytes]) -> None:
         endpoints = await self.endpoints.get_many({c.connector_id for c in claimed})
+        batches: dict[str, list[Claimed]] = {}
         for c in claimed:
-            task = asyncio.create_task(
-                self._deliver(c, bodies.get(c.message_id), endpoints.get(c.connector_id))
+            if c.batch_id is not None:
+                batches.setdefault(c.batch_id, []).append(c)
+            else:
+                self._spawn(self._deliver([c], c.message_id, bodies.get(c.message_id),
+                                          endpoints.get(c.connector_id)))
+        for batch_id, members in batches.items():
+            members.sort(key=lambda m: m.message_id)  # ingest order
+            parts = [bodies.get(m.message_id) for m in members]
+            body = None if any(p is None for p in parts) else (
+                b"[" + b",".join(p for p in parts if p is not None) + b"]"
             )
-            self._inflight.add(task)
-            task.add_done_callback(self._finished)
+            self._spawn(self._deliver(members, batch_id, body,
+                                      endpoints.get(members[0].connector_id)))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -196,13 +211,19 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 
-    async def _deliver(self, c: Claimed, body: bytes | None, endpoint: Endpoint | None) -> None:
+    async def _deliver(
+        self, members: list[Claimed], webhook_id: str, body: bytes | None,
+        endpoint: Endpoint | None,
+    ) -> None:
+        """One POST: a single message, or a batch (a JSON array) whose members share it."""
         assert self.sender is not None
         if endpoint is None or not endpoint.active or body is None:
-            self.recorder.put(Outcome(c.id, c.lease_id, "release", c.attempts, 0, None))
+            for c in members:
+                self.recorder.put(Outcome(c.id, c.lease_id, "release", c.attempts, 0, None))
             return
-        number = c.attempts + 1
-        result = await attempt(self.sender, endpoint, c.kind, c.message_id, body, self.tokens)
+        head = members[0]
+        number = max(c.attempts for c in members) + 1
+        result = await attempt(self.sender, endpoint, head.kind, webhook_id, body, self.tokens)
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
         now = time.time()
         decision = endpoint.policy.decide(
@@ -212,8 +233,9 @@ class Worker:
         next_at = int((decision.retry_at or now) * 1000)
         status = "pending" if decision.verdict is Verdict.RETRY else decision.verdict.value
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
-        self.recorder.put(Outcome(
-            c.id, c.lease_id, status, number, next_at, result,
-            connector_id=c.connector_id, message_id=c.message_id, reason=decision.reason,
-            deactivate=decision.deactivate,
-        ))
+        for c in members:
+            self.recorder.put(Outcome(
+                c.id, c.lease_id, status, number, next_at, result,
+                connector_id=c.connector_id, message_id=c.message_id, reason=decision.reason,
+                deactivate=decision.deactivate,
+            ))

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hookstream.ids import new_id
+from hookstream.ingest.message import KINDS
 from hookstream.queue.fairness import Due, share
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
@@ -23,6 +24,7 @@ class Claimed:
     attempts: int
     lease_id: str
     lease_until: int
+    batch_id: str | None = None
 
 
 class Claimer:
@@ -48,12 +50,20 @@ class Claimer:
                     c.rate_tokens, None if c.rate_updated_at is None else c.rate_updated_at / 1000)
                 for c in connectors
             ]
+            batching = {
+                c.id: (c.batch_max_messages, c.batch_max_wait_ms or 0)
+                for c in connectors if c.batch_max_messages
+            }
             shares = share(due, limit, now / 1000)
             ids = await repo.due_ids(
                 {s.connector_id: (s.count, s.connector_id in per_device)
-                 for s in shares if s.count},
+                 for s in shares if s.count and s.connector_id not in batching},
                 now,
             )
+            for s in shares:
+                if s.count and s.connector_id in batching:
+                    ids += await self._batches(repo, s.connector_id, s.count,
+                                               *batching[s.connector_id], now)
             rows = await repo.claim_ids(
                 ids, now=now, lease_until=now + self._lease_ms, lease_id=lease_id
             )
@@ -68,10 +78,32 @@ class Claimer:
             bodies = await repo.message_bodies(list({r.message_id for r in rows}))
         claimed = [
             Claimed(r.id, r.message_id, r.connector_id, r.kind, r.attempts, lease_id,
-                    now + self._lease_ms)
+                    now + self._lease_ms, r.batch_id)
             for r in rows
         ]
         return claimed, bodies
+
+    async def _batches(
+        self, repo: Repository, connector_id: str, count: int, max_messages: int,
+        max_wait_ms: int, now: int,
+    ) -> list[str]:
+        """Delivery ids of up to ``count`` batches: retries of formed batches first, then new
+        ones (one kind each, as a route is per kind). A batch that is not full waits until its
+        oldest delivery has waited ``max_wait_ms``."""
+        batch_ids = await repo.due_batches(connector_id, now, count)
+        for kind in KINDS:
+            while len(batch_ids) < count:
+                rows = await repo.unbatched_due(connector_id, kind, now, max_messages)
+                if not rows:
+                    break
+                oldest = min(r.created_at for r in rows)
+                if len(rows) < max_messages and oldest + max_wait_ms > now:
+                    await repo.defer_deliveries([r.id for r in rows], oldest + max_wait_ms)
+                    break
+                batch_id = new_id("msg")
+                await repo.assign_batch([r.id for r in rows], batch_id)
+                batch_ids.append(batch_id)
+        return await repo.batch_members(batch_ids, now)
 
     async def next_due_at(self) -> int | None:
         async with self._db.read() as conn:

@@ -122,6 +122,8 @@ _connector_cols = (
     connectors.c.max_concurrency,
     connectors.c.rate_limit,
     connectors.c.ordering,
+    connectors.c.batch_max_messages,
+    connectors.c.batch_max_wait_ms,
     connectors.c.created_at,
     connectors.c.updated_at,
 )
@@ -365,6 +367,7 @@ _delivery_cols = (
     deliveries.c.last_status_code,
     deliveries.c.last_error,
     deliveries.c.replay_of,
+    deliveries.c.batch_id,
     deliveries.c.created_at,
     deliveries.c.updated_at,
 )
@@ -426,11 +429,15 @@ _due_rows = deliveries.alias("due_rows")
 due_connectors = select(
     connectors.c.id,
     connectors.c.ordering,
+    connectors.c.batch_max_messages,
+    connectors.c.batch_max_wait_ms,
     connectors.c.max_concurrency,
     connectors.c.rate_limit,
     connectors.c.rate_tokens,
     connectors.c.rate_updated_at,
-    select(func.count())
+    # Requests, not deliveries: a batch in flight is one request.
+    select(func.count(func.distinct(func.coalesce(_in_flight_rows.c.batch_id,
+                                                  _in_flight_rows.c.id))))
     .where(
         _in_flight_rows.c.connector_id == connectors.c.id,
         _in_flight_rows.c.lease_id.is_not(None),
@@ -504,12 +511,49 @@ claim_ids = (
         deliveries.c.connector_id,
         deliveries.c.kind,
         deliveries.c.attempts,
+        deliveries.c.batch_id,
     )
 )
 spend_rate_tokens = (
     update(connectors)
     .where(connectors.c.id == bindparam("b_id"))
     .values(rate_tokens=bindparam("b_tokens"), rate_updated_at=bindparam("b_now"))
+)
+# Batching: batches already formed (their retries), deliveries not yet in a batch, and
+# forming one.
+_due_pending = and_(
+    deliveries.c.connector_id == bindparam("connector_id"),
+    deliveries.c.status == "pending",
+    deliveries.c.next_attempt_at <= bindparam("now"),
+)
+due_batches = (
+    select(deliveries.c.batch_id)
+    .where(_due_pending, deliveries.c.batch_id.is_not(None))
+    .group_by(deliveries.c.batch_id)
+    .order_by(func.min(deliveries.c.next_attempt_at))
+    .limit(bindparam("limit"))
+)
+unbatched_due = (
+    select(deliveries.c.id, deliveries.c.kind, deliveries.c.created_at)
+    .where(_due_pending, deliveries.c.batch_id.is_(None), deliveries.c.kind == bindparam("kind"))
+    .order_by(deliveries.c.message_id)
+    .limit(bindparam("limit"))
+)
+assign_batch = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .values(batch_id=bindparam("b_batch_id"))
+)
+# A batch not full yet waits until its oldest message has waited maxWaitMs.
+defer_deliveries = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .values(next_attempt_at=bindparam("b_until"))
+)
+batch_members = select(deliveries.c.id).where(
+    deliveries.c.batch_id.in_(bindparam("batch_ids", expanding=True)),
+    deliveries.c.status == "pending",
+    deliveries.c.next_attempt_at <= bindparam("now"),
 )
 next_due_at = select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
 

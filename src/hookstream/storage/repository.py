@@ -232,6 +232,30 @@ class Repository:
     async def spend_rate_tokens(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.spend_rate_tokens, rows)
 
+    async def due_batches(self, connector_id: str, now: int, limit: int) -> list[str]:
+        rows = await self._all(
+            q.due_batches, {"connector_id": connector_id, "now": now, "limit": limit}
+        )
+        return [r.batch_id for r in rows]
+
+    async def unbatched_due(self, connector_id: str, kind: str, now: int, limit: int) -> Rows:
+        return await self._all(
+            q.unbatched_due,
+            {"connector_id": connector_id, "kind": kind, "now": now, "limit": limit},
+        )
+
+    async def assign_batch(self, ids: list[str], batch_id: str) -> None:
+        await self.conn.execute(q.assign_batch, {"ids": ids, "b_batch_id": batch_id})
+
+    async def defer_deliveries(self, ids: list[str], until: int) -> None:
+        await self.conn.execute(q.defer_deliveries, {"ids": ids, "b_until": until})
+
+    async def batch_members(self, batch_ids: list[str], now: int) -> list[str]:
+        if not batch_ids:
+            return []
+        rows = await self._all(q.batch_members, {"batch_ids": batch_ids, "now": now})
+        return [r.id for r in rows]
+
     async def next_due_at(self) -> int | None:
         row = await self._one(q.next_due_at)
         return None if row is None or row[0] is None else int(row[0])

@@ -93,6 +93,9 @@ connectors = Table(
     Column("ordering", String(16)),
     # "alerts": the organization's operational alerts endpoint, hidden from connector lists.
     Column("system", String(16)),
+    # Batching: up to batch_max_messages in one POST, waiting at most batch_max_wait_ms.
+    Column("batch_max_messages", Integer),
+    Column("batch_max_wait_ms", Integer),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
@@ -150,11 +153,14 @@ deliveries = Table(
     Column("last_status_code", Integer),
     Column("last_error", Text),
     Column("replay_of", String(40)),
+    # Deliveries sent together in one POST share a batch id (its webhook-id) and every retry.
+    Column("batch_id", String(40)),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Index(None, "message_id"),
     Index(None, "org_id", "id"),
     Index(None, "connector_id", "status"),
+    Index(None, "batch_id"),
     # The queue: only pending rows, in the order they fall due; overall and per connector.
     Index(
         "ix_deliveries_due",
