@@ -11,7 +11,13 @@ from pydantic import Field, field_validator
 
 from hookstream.api.common import OrgId, RuntimeDep, now_ms, rfc3339
 from hookstream.api.connectors import auth_columns
-from hookstream.api.schemas import Authentication, AuthNone, ConnectorCreate, Strict, check_http_url
+from hookstream.api.schemas import (
+    Authentication,
+    AuthNone,
+    Strict,
+    check_http_url,
+    check_secret,
+)
 from hookstream.deliver.signing import new_secret
 from hookstream.errors import NotFound
 from hookstream.ids import new_id
@@ -33,7 +39,7 @@ class AlertsEndpoint(Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        return ConnectorCreate._secret(value)
+        return check_secret(value)
 
 
 def _alerts(row: Any) -> dict[str, Any]:

@@ -198,13 +198,20 @@ def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-class ConnectorCreate(Strict):
-    name: Name
-    baseUrl: str
-    routes: Routes
-    secret: str | None = None
-    authentication: Authentication = Field(default_factory=lambda: AuthNone(type="none"))
-    active: bool = False
+def check_secret(value: str | None) -> str | None:
+    """A given signing secret must be whsec_ + base64 of 24 to 64 bytes."""
+    if value is not None:
+        try:
+            secret_key(value)
+        except InvalidSecret as exc:
+            raise ValueError(f"{exc} (whsec_ + base64 of 24 to 64 bytes)") from None
+    return value
+
+
+class ConnectorOptions(Strict):
+    """What a connector may set when created and change later, besides where it points."""
+
+    authentication: Authentication | None = None
     headers: dict[str, str] | None = None
     retry: RetryConfig | None = None
     timeouts: Timeouts | None = None
@@ -216,6 +223,23 @@ class ConnectorCreate(Strict):
     @classmethod
     def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return check_headers(value)
+
+    @model_validator(mode="after")
+    def _auth_values(self) -> ConnectorOptions:
+        # Credentials travel in headers: no line breaks.
+        if self.authentication is not None:
+            auth = self.authentication.model_dump()
+            _check_value_chars({k: v for k, v in auth.items() if isinstance(v, str)})
+        return self
+
+
+class ConnectorCreate(ConnectorOptions):
+    name: Name
+    baseUrl: str
+    routes: Routes
+    secret: str | None = None
+    authentication: Authentication = Field(default_factory=lambda: AuthNone(type="none"))
+    active: bool = False
 
     @field_validator("baseUrl")
     @classmethod
@@ -225,37 +249,14 @@ class ConnectorCreate(Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                secret_key(value)
-            except InvalidSecret as exc:
-                raise ValueError(f"{exc} (whsec_ + base64 of 24 to 64 bytes)") from None
-        return value
-
-    @model_validator(mode="after")
-    def _header_values(self) -> ConnectorCreate:
-        auth = self.authentication.model_dump()
-        _check_value_chars({k: v for k, v in auth.items() if isinstance(v, str)})
-        return self
+        return check_secret(value)
 
 
-class ConnectorUpdate(Strict):
+class ConnectorUpdate(ConnectorOptions):
     name: Name | None = None
     baseUrl: str | None = None
     routes: Routes | None = None
-    authentication: Authentication | None = None
     active: bool | None = None
-    headers: dict[str, str] | None = None
-    retry: RetryConfig | None = None
-    timeouts: Timeouts | None = None
-    limits: Limits | None = None
-    ordering: Literal["none", "per_device"] | None = None
-    batch: Batch | None = None
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return check_headers(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -279,7 +280,7 @@ class RotateSecret(Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        return ConnectorCreate._secret(value)
+        return check_secret(value)
 
 
 class TriggerCreate(Strict):
