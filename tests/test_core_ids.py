@@ -74,3 +74,11 @@ def test_hash_key_differs_per_key_and_hides_it() -> None:
 
 def test_hash_key_utf8() -> None:
     assert hash_key("clé") == hashlib.sha256("clé".encode()).hexdigest()
+
+
+def test_a_far_away_time_does_not_pin_later_ids() -> None:
+    far = new_id("msg", now_ms=2**48 - 1)
+    now = new_id("msg")
+    # The clock's id is from now, not counted up from the far-future one.
+    assert now < far
+    assert new_id("msg") > now

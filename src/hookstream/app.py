@@ -25,6 +25,7 @@ from hookstream.api import (
 from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
 from hookstream.ingest.message import DatastreamMessage
+from hookstream.record.retention import Purger
 from hookstream.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
     if worker:
         delivery = Worker(runtime.settings, runtime.db, runtime.box, runtime.wakeup)
         tasks["worker"] = asyncio.create_task(delivery.run())
+        # Retention runs where workers run (every such process; they share the work).
+        tasks["retention"] = asyncio.create_task(Purger(runtime.db, runtime.settings).run())
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -113,8 +116,9 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
         if server is not None:
             server.should_exit = True
             await asyncio.gather(tasks["api"], return_exceptions=True)
-        if "worker" in tasks:
-            tasks["worker"].cancel()
+        for role in ("retention", "worker"):
+            if role in tasks:
+                tasks[role].cancel()
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -11,6 +11,7 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 _last = 0  # the last value handed out by this process
+_MAX_BACKSTEP_MS = 10_000
 
 
 def new_id(prefix: str, now_ms: int | None = None) -> str:
@@ -23,7 +24,9 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     global _last
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    if value <= _last and (_last >> 80) >= ms:
+    # Count up within a millisecond, and through a small backward clock step; a large step
+    # (or an explicit time far from the last) starts afresh rather than sticking to it.
+    if value <= _last and (_last >> 80) - _MAX_BACKSTEP_MS <= ms:
         value = _last + 1
     _last = value
     chars = []

@@ -10,6 +10,7 @@ from hookstream.api.common import RuntimeDep, bearer
 from hookstream.api.responses import JSON
 from hookstream.errors import BadRequest, PayloadTooLarge, Unauthorized, ValidationFailed
 from hookstream.ids import hash_key
+from hookstream.ingest import idempotency
 from hookstream.ingest.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
 from hookstream.ingest.store import store_messages
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
@@ -17,7 +18,37 @@ from hookstream.storage.repository import Repository
 
 router = APIRouter(tags=["ingest"])
 
+_DESCRIPTION = f"""
+Authenticate with the gateway's ingest token (`Authorization: Bearer <ingestToken>`). The body
+is one datastream message or an array of 1 to 1000. The answer is `202 {{"accepted", "ids"}}`
+once the messages and their deliveries are committed; nothing of a refused request is stored.
+
+**Idempotent retries**: send an `{idempotency.HEADER}` header (1 to
+{idempotency.MAX_KEY_LENGTH} characters, unique per request, e.g. a UUID) and send the same
+request again with the same key when you did not get an answer. Within
+`HOOKSTREAM_IDEMPOTENCY_WINDOW_SECONDS` (24 h by default) a repeat from the same gateway is
+answered with the first answer (the same `202` and the same `ids`) plus the header
+`{idempotency.REPLAYED_HEADER}: true`, and stores nothing. Keys are per gateway. The same key
+with a different body or kind within the window is refused with 422
+(`idempotency_key_reused`). After the window a key counts as new. An empty or longer key is a
+422.
+"""
+
 _BODY_DOC: dict[str, Any] = {
+    "parameters": [{
+        "name": idempotency.HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Makes a retried request safe: a repeat within the window gets the "
+                       "first answer and stores nothing.",
+        "schema": {"type": "string", "minLength": 1,
+                   "maxLength": idempotency.MAX_KEY_LENGTH},
+    }],
+    "responses": {"202": {"headers": {idempotency.REPLAYED_HEADER: {
+        "description": "`true` when this is the stored answer to an earlier request with "
+                       f"the same {idempotency.HEADER} (nothing new was stored).",
+        "schema": {"type": "string", "enum": ["true"]},
+    }}}},
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {
@@ -49,6 +80,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     "/ingest/v1/{kind}",
     status_code=202,
     summary="Accept one message or an array of up to 1000 from a gateway",
+    description=_DESCRIPTION,
     openapi_extra=_BODY_DOC,
     response_class=JSON,
 )
@@ -59,11 +91,21 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
     if gateway is None:
         INGEST_REJECTED.labels("unauthorized").inc()
         raise Unauthorized("unknown ingest token")
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     try:
         raw = await read_limited(request, MAX_BODY_BYTES)
     except PayloadTooLarge:
         INGEST_REJECTED.labels("too_large").inc()
         raise
+    window = rt.settings.idempotency_window_seconds
+    digest = idempotency.request_hash(kind, raw) if key is not None else ""
+    if key is not None:
+        # A repeat is answered without parsing the body again or taking the write lock.
+        answer = await idempotency.find_answer(
+            rt.db, gateway_id=gateway.id, key=key, digest=digest, window_seconds=window
+        )
+        if answer is not None:
+            return _answered(answer)
     try:
         messages, _ = parse_messages(raw)
     except MessageFormatError as exc:
@@ -71,13 +113,26 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
         if exc.message.startswith("body is not valid JSON"):
             raise BadRequest(exc.message, code="malformed_json") from None
         raise ValidationFailed(exc.message, details=exc.details or None) from None
-    async with rt.db.write() as conn:
-        ids, routed = await store_messages(
-            Repository(conn), org_id=gateway.org_id, gateway_id=gateway.id, kind=kind,
-            messages=messages,
+    if key is not None:
+        answer = await idempotency.store_once(
+            rt.db, org_id=gateway.org_id, gateway_id=gateway.id, kind=kind,
+            messages=messages, key=key, digest=digest, window_seconds=window,
         )
-    MESSAGES_INGESTED.labels(kind).inc(len(ids))
-    if routed:
-        DELIVERIES_ROUTED.labels(kind).inc(routed)
+    else:
+        async with rt.db.write() as conn:
+            ids, routed = await store_messages(
+                Repository(conn), org_id=gateway.org_id, gateway_id=gateway.id, kind=kind,
+                messages=messages,
+            )
+        answer = idempotency.Answer({"accepted": len(ids), "ids": ids}, False, routed)
+    if not answer.replayed:
+        MESSAGES_INGESTED.labels(kind).inc(answer.body["accepted"])
+    if answer.routed:
+        DELIVERIES_ROUTED.labels(kind).inc(answer.routed)
         rt.wakeup.set()
-    return JSON({"accepted": len(ids), "ids": ids}, status_code=202)
+    return _answered(answer)
+
+
+def _answered(answer: idempotency.Answer) -> JSON:
+    headers = {idempotency.REPLAYED_HEADER: "true"} if answer.replayed else None
+    return JSON(answer.body, status_code=202, headers=headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from hookstream.ids import new_id
@@ -25,13 +26,25 @@ def build_triggers(rows: Any) -> list[Trigger]:
     ]
 
 
-async def store_messages(
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The rows one ingest request will insert: its messages and their deliveries."""
+
+    message_rows: list[dict[str, Any]]
+    delivery_rows: list[dict[str, Any]]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.message_rows]
+
+
+async def plan_messages(
     repo: Repository, *, org_id: str, gateway_id: str, kind: str,
     messages: list[DatastreamMessage],
-) -> tuple[list[str], int]:
-    """Insert the messages and one pending delivery per matching active connector.
+) -> Planned:
+    """The rows for the messages and one pending delivery per matching active connector.
 
-    Returns the message ids and the number of deliveries created. The caller commits.
+    Reads the organization's routing in the caller's transaction; inserts nothing.
     """
     now = int(time.time() * 1000)
     triggers = build_triggers(await repo.routing_rows(org_id))
@@ -51,8 +64,27 @@ async def store_messages(
                 "status": "pending", "attempts": 0, "next_attempt_at": now,
                 "created_at": now, "updated_at": now,
             })
-    await repo.insert_messages(message_rows)
-    await repo.insert_deliveries(delivery_rows)
-    if delivery_rows:
+    return Planned(message_rows, delivery_rows)
+
+
+async def insert_planned(repo: Repository, planned: Planned) -> None:
+    """Insert what ``plan_messages`` made; workers are notified when the caller commits."""
+    await repo.insert_messages(planned.message_rows)
+    await repo.insert_deliveries(planned.delivery_rows)
+    if planned.delivery_rows:
         await repo.notify_due()
-    return [r["id"] for r in message_rows], len(delivery_rows)
+
+
+async def store_messages(
+    repo: Repository, *, org_id: str, gateway_id: str, kind: str,
+    messages: list[DatastreamMessage],
+) -> tuple[list[str], int]:
+    """Insert the messages and one pending delivery per matching active connector.
+
+    Returns the message ids and the number of deliveries created. The caller commits.
+    """
+    planned = await plan_messages(
+        repo, org_id=org_id, gateway_id=gateway_id, kind=kind, messages=messages
+    )
+    await insert_planned(repo, planned)
+    return planned.ids, len(planned.delivery_rows)
