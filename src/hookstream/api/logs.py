@@ -30,7 +30,7 @@ Since = Annotated[str | None, Query(description="RFC 3339; from this time (inclu
 Until = Annotated[str | None, Query(description="RFC 3339; before this time")]
 
 
-def _delivery(row: Any) -> dict[str, Any]:
+def delivery_body(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "messageId": row.message_id,
@@ -85,7 +85,7 @@ async def list_messages(
         dels = await repo.deliveries_of_messages([r.id for r in rows])
     by_message: dict[str, list[dict[str, Any]]] = {}
     for d in dels:
-        by_message.setdefault(d.message_id, []).append(_delivery(d))
+        by_message.setdefault(d.message_id, []).append(delivery_body(d))
     return page([_message(r, by_message.get(r.id, [])) for r in rows], limit)
 
 
@@ -97,7 +97,7 @@ async def get_message(message_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[st
         if row is None:
             raise NotFound(f"no message '{message_id}'")
         dels = await repo.deliveries_of_messages([message_id])
-    return _message(row, [_delivery(d) for d in dels])
+    return _message(row, [delivery_body(d) for d in dels])
 
 
 @router.get("/deliveries", summary="The delivery log, newest first")
@@ -119,7 +119,7 @@ async def list_deliveries(
     )
     async with rt.db.read() as conn:
         rows = await Repository(conn).list_deliveries(org_id, **filters)
-    return page([_delivery(r) for r in rows], limit)
+    return page([delivery_body(r) for r in rows], limit)
 
 
 @router.get("/deliveries/{delivery_id}", summary="One delivery with every attempt")
@@ -130,7 +130,7 @@ async def get_delivery(delivery_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[
         if row is None:
             raise NotFound(f"no delivery '{delivery_id}'")
         attempts = await repo.list_attempts(delivery_id)
-    body = _delivery(row)
+    body = delivery_body(row)
     body["attempts"] = [
         {
             "id": a.id,
@@ -168,4 +168,4 @@ async def replay_delivery(delivery_id: str, org_id: OrgId, rt: RuntimeDep) -> di
         await repo.notify_due()
         created = await repo.get_delivery(org_id, new["id"])
     rt.wakeup.set()
-    return _delivery(created)
+    return delivery_body(created)

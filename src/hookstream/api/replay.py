@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from pydantic import Field, field_validator
 
 from hookstream.api.common import OrgId, RuntimeDep, now_ms, parse_time
-from hookstream.api.logs import _delivery
+from hookstream.api.logs import delivery_body
 from hookstream.api.schemas import Strict
 from hookstream.deliver.attempt import attempt
 from hookstream.deliver.client import Sender
@@ -105,7 +105,7 @@ async def cancel_delivery(delivery_id: str, org_id: OrgId, rt: RuntimeDep) -> di
             code="not_cancellable",
             details=[{"field": "status", "message": f"the delivery is {row.status}"}],
         )
-    return _delivery(row)
+    return delivery_body(row)
 
 
 # What each kind of sample reports; the rest of the message is the same for all.
