@@ -246,7 +246,8 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
     sock = free_socket()
     port = sock.getsockname()[1]
     server = _QuietServer(uvicorn.Config(
-        create_app(runtime), log_level="warning", access_log=False, lifespan="off", loop="none"
+        create_app(runtime), log_level="warning", access_log=False, lifespan="off", loop="none",
+        timeout_graceful_shutdown=2,
     ))
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
     delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup) if worker else None
@@ -260,11 +261,11 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
     finally:
         await client.aclose()
         server.should_exit = True
-        await api_task
+        await asyncio.wait_for(api_task, 15)
         if worker_task is not None:
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await worker_task
+                await asyncio.wait_for(worker_task, 30)
         sock.close()
         await runtime.close()
 

@@ -88,6 +88,8 @@ def _uvicorn_server(runtime: Runtime) -> uvicorn.Server:
         access_log=False,
         lifespan="off",
         loop="none",
+        # A request still running at shutdown gets this long; its work is transactional.
+        timeout_graceful_shutdown=10,
     )
     return _Server(config)
 

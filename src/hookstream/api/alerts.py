@@ -75,8 +75,8 @@ async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, 
         else:
             if secret is not None:
                 columns["secret_enc"] = rt.box.encrypt(secret)
+            await repo.resume_deliveries(existing.id, now)  # deliveries first, as workers
             await repo.update_alerts_connector(existing.id, **columns)
-            await repo.resume_deliveries(existing.id, now)
         row = await repo.get_alerts_connector(org_id)
     result = _alerts(row)
     if secret is not None:
@@ -101,6 +101,6 @@ async def delete(org_id: OrgId, rt: RuntimeDep) -> Response:
         row = await repo.get_alerts_connector(org_id)
         if row is None:
             raise NotFound("no alerts URL is set")
+        await repo.cancel_open_deliveries(row.id, now)  # deliveries first, as workers
         await repo.delete_connector(org_id, row.id, now)
-        await repo.cancel_open_deliveries(row.id, now)
     return Response(status_code=204)

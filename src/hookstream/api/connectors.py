@@ -193,14 +193,16 @@ async def update(
         before = await repo.get_connector(org_id, connector_id)
         if before is None:
             raise _not_found(connector_id)
-        if changes:
-            await repo.update_connector(org_id, connector_id, updated_at=now, **changes)
+        # Deliveries before the connector row: the order workers lock them in (claims and
+        # recorded outcomes), so the two cannot deadlock.
         if "active" in changes and bool(before.active) != changes["active"]:
             if changes["active"]:
                 await repo.resume_deliveries(connector_id, now)
                 await repo.notify_due()
             else:
                 await repo.hold_deliveries(connector_id, now)
+        if changes:
+            await repo.update_connector(org_id, connector_id, updated_at=now, **changes)
         row = await repo.get_connector(org_id, connector_id)
     if "active" in changes and changes["active"]:
         rt.wakeup.set()
@@ -235,9 +237,11 @@ async def delete(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     now = now_ms()
     async with rt.db.write() as conn:
         repo = Repository(conn)
-        if not await repo.delete_connector(org_id, connector_id, now):
+        if await repo.get_connector(org_id, connector_id) is None:
             raise _not_found(connector_id)
+        # Deliveries first, as workers lock them (see update).
         await repo.cancel_open_deliveries(connector_id, now)
+        await repo.delete_connector(org_id, connector_id, now)
     return Response(status_code=204)
 
 
