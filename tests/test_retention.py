@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import text
 
-from hookstream.ids import new_id
-from hookstream.record.retention import Purger, first_id_at
+from hookstream.ids import first_id_at, new_id
+from hookstream.record.retention import Purger
 from hookstream.settings import Settings
 from tests.api_checks import message
 from tests.support import (

@@ -29,6 +29,21 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     if value <= _last and (_last >> 80) - _MAX_BACKSTEP_MS <= ms:
         value = _last + 1
     _last = value
+    return _encode(prefix, value)
+
+
+def first_id_at(prefix: str, ms: int) -> str:
+    """The smallest id ``new_id(prefix, ms)`` can return: ``id < first_id_at(prefix, ms)``
+    holds exactly for the ids made before millisecond ``ms``."""
+    return _encode(prefix, max(0, ms) << 80)
+
+
+def now_ms() -> int:
+    """Now, in epoch milliseconds (the unit of every stored time)."""
+    return int(time.time() * 1000)
+
+
+def _encode(prefix: str, value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Response
 from pydantic import Field, field_validator
 
-from hookstream.api.common import OrgId, RuntimeDep, now_ms, rfc3339
+from hookstream.api.common import OrgId, RuntimeDep, rfc3339
 from hookstream.api.connectors import auth_columns
 from hookstream.api.schemas import (
     Authentication,
@@ -20,7 +20,7 @@ from hookstream.api.schemas import (
 )
 from hookstream.deliver.signing import new_secret
 from hookstream.errors import NotFound
-from hookstream.ids import new_id
+from hookstream.ids import new_id, now_ms
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])

@@ -71,9 +71,6 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1-1000)
 Cursor = Annotated[str | None, Query(description="nextCursor of the previous page")]
 
 
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
 
 def rfc3339(ms: int | None) -> str | None:
     if ms is None:

@@ -13,7 +13,6 @@ from hookstream.api.common import (
     OrgId,
     RuntimeDep,
     decode_cursor,
-    now_ms,
     page,
     rfc3339,
 )
@@ -26,7 +25,7 @@ from hookstream.api.schemas import (
 )
 from hookstream.deliver.signing import new_secret
 from hookstream.errors import NotFound, ValidationFailed
-from hookstream.ids import new_id
+from hookstream.ids import new_id, now_ms
 from hookstream.runtime import Runtime
 from hookstream.settings import Settings
 from hookstream.storage.repository import Repository

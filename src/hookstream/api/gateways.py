@@ -12,13 +12,12 @@ from hookstream.api.common import (
     OrgId,
     RuntimeDep,
     decode_cursor,
-    now_ms,
     page,
     rfc3339,
 )
 from hookstream.api.schemas import GatewayCreate, GatewayUpdate
 from hookstream.errors import NotFound
-from hookstream.ids import hash_key, new_id, new_key
+from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])

@@ -11,13 +11,12 @@ from hookstream.api.common import (
     Limit,
     RuntimeDep,
     decode_cursor,
-    now_ms,
     page,
     require_admin,
     rfc3339,
 )
 from hookstream.api.schemas import OrganizationCreate
-from hookstream.ids import hash_key, new_id, new_key
+from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.runtime import Runtime
 from hookstream.storage.repository import Repository
 

@@ -12,14 +12,14 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field, field_validator
 
-from hookstream.api.common import OrgId, RuntimeDep, now_ms, parse_time
+from hookstream.api.common import OrgId, RuntimeDep, parse_time
 from hookstream.api.logs import delivery_body
 from hookstream.api.schemas import Strict
 from hookstream.deliver.attempt import attempt
 from hookstream.deliver.client import Sender
 from hookstream.deliver.worker import EndpointCache
 from hookstream.errors import Conflict, NotFound
-from hookstream.ids import new_id
+from hookstream.ids import new_id, now_ms
 from hookstream.ingest.message import DatastreamMessage, Kind, to_body
 from hookstream.record.replay import STATUSES, parse_statuses, replay_connector
 from hookstream.storage.repository import Repository

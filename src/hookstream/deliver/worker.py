@@ -164,12 +164,11 @@ class Worker:
                 # Claim again at once: connectors left out of this claim may have due work.
                 await self._start(claimed, bodies)
                 continue
-            else:
-                # Due work that was not claimable (a connector at its limit, a device waiting
-                # for its previous message) is woken by recorded outcomes, not by a timer.
-                next_due = await self._next_due_safe()
-                if next_due is not None and next_due > time.time() * 1000:
-                    self._wake_at_ms(next_due)
+            # Due work that was not claimable (a connector at its limit, a device waiting for
+            # its previous message) is woken by recorded outcomes, not by a timer.
+            next_due = await self._next_due_safe()
+            if next_due is not None and next_due > time.time() * 1000:
+                self._wake_at_ms(next_due)
             await self.wakeup.wait(self.settings.poll_interval)
 
     def _wake_at_ms(self, epoch_ms: int) -> None:

@@ -18,7 +18,6 @@ Only stored (202) answers are kept: a request refused for its body consumes no k
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from hookstream.errors import StorageError, ValidationFailed
+from hookstream.ids import now_ms
 from hookstream.ingest.message import DatastreamMessage
 from hookstream.ingest.store import insert_planned, plan_messages
 from hookstream.storage.database import Database
@@ -102,7 +102,7 @@ async def find_answer(
 
     Raises IdempotencyKeyReused when the key was used for a different request.
     """
-    cutoff = _now_ms() - _window_ms(window_seconds)
+    cutoff = now_ms() - _window_ms(window_seconds)
     async with db.read() as conn:
         row = await Repository(conn).get_idempotency_key(gateway_id, key)
     if row is None or row.created_at < cutoff:
@@ -127,7 +127,7 @@ async def store_once(
     while this one runs); raises IdempotencyKeyReused for the key with another request.
     """
     for _ in range(_ATTEMPTS):
-        now = _now_ms()
+        now = now_ms()
         cutoff = now - _window_ms(window_seconds)
         try:
             async with db.write() as conn:
@@ -158,7 +158,3 @@ async def store_once(
             if answer is not None:
                 return answer
     raise StorageError(f"the {HEADER} could not be recorded; try the request again")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

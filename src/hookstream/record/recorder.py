@@ -60,11 +60,8 @@ class Recorder:
         self._batch = batch
         self._flush_s = flush_ms / 1000
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def put(self, outcome: Outcome) -> None:
-        self._idle.clear()
         self._queue.put_nowait(outcome)
 
     async def run(self) -> None:
@@ -81,8 +78,6 @@ class Recorder:
                 except TimeoutError:
                     break
             await asyncio.shield(self._write_until_done(pending))
-            if self._queue.empty():
-                self._idle.set()
 
     async def drain(self) -> None:
         """Write everything queued (used at shutdown)."""
@@ -91,10 +86,6 @@ class Recorder:
             pending.append(self._queue.get_nowait())
         if pending:
             await self._write_until_done(pending, give_up_after=10.0)
-        self._idle.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def _write_until_done(
         self, outcomes: list[Outcome], give_up_after: float | None = None

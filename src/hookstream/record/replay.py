@@ -12,11 +12,11 @@ is switched on and ``held`` while it is off (read again at every batch).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hookstream import ids
 from hookstream.errors import NotFound, ValidationFailed
 from hookstream.ids import new_id
 from hookstream.storage.database import Database
@@ -76,7 +76,7 @@ def check_range(since_ms: int, until_ms: int | None, now_ms: int | None = None) 
     Raises ValidationFailed when ``until`` is not later than ``since``, or ``since`` is in
     the future.
     """
-    now = _now_ms() if now_ms is None else now_ms
+    now = ids.now_ms() if now_ms is None else now_ms
     if until_ms is not None and until_ms <= since_ms:
         raise ValidationFailed(
             "'until' must be later than 'since'",
@@ -144,7 +144,7 @@ async def replay_connector(
     after = ""
     while max_rows is None or replayed < max_rows:
         limit = batch_size if max_rows is None else min(batch_size, max_rows - replayed)
-        now = _now_ms()
+        now = ids.now_ms()
         async with db.write() as conn:
             repo = Repository(conn)
             connector = await repo.get_connector(org_id, connector_id)
@@ -175,7 +175,3 @@ async def replay_connector(
         if len(rows) < limit:
             break
     return ReplayResult(replayed, held)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

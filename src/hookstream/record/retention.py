@@ -23,32 +23,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from hookstream.ids import first_id_at
 from hookstream.settings import Settings
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
-# The alphabet of hookstream.ids (Crockford's base32, in ascending order).
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # Between two full batches, so that other writers get the database in between.
 PAUSE_SECONDS = 0.05
 
 Step = Callable[[Repository], Awaitable[int]]
-
-
-def first_id_at(prefix: str, ms: int) -> str:
-    """The smallest id ``hookstream.ids.new_id(prefix, ms)`` can return.
-
-    Ids sort by their millisecond, so ``id < first_id_at(prefix, ms)`` holds exactly for the
-    ids made before ``ms``.
-    """
-    value = max(0, ms) << 80
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
 
 
 class Purger:
