@@ -63,7 +63,9 @@ def _logging() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-async def _start(settings: Settings, *, api: bool, worker: bool, migrate: bool) -> None:
+async def _start(
+    settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False
+) -> None:
     from hookstream.app import run_roles
     from hookstream.runtime import Runtime
     from hookstream.storage import migrate as migrations
@@ -74,15 +76,17 @@ async def _start(settings: Settings, *, api: bool, worker: bool, migrate: bool) 
         await migrations.ensure_current(settings)
     runtime = await Runtime.open(settings)
     try:
-        _banner(runtime, api=api, worker=worker)
-        await run_roles(runtime, api=api, worker=worker)
+        _banner(runtime, api=api, worker=worker, mqtt=mqtt)
+        await run_roles(runtime, api=api, worker=worker, mqtt=mqtt)
     finally:
         await runtime.close()
 
 
-def _banner(runtime: Any, *, api: bool, worker: bool) -> None:
+def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool) -> None:
     s: Settings = runtime.settings
-    roles = " + ".join(r for r, on in (("api", api), ("delivery worker", worker)) if on)
+    roles = " + ".join(
+        r for r, on in (("api", api), ("delivery worker", worker), ("MQTT bridge", mqtt)) if on
+    )
     db = s.database_url if s.is_sqlite else "PostgreSQL"
     out.print(f"[bold]hookstream[/] {roles} on {db}", highlight=False)
     if api:
@@ -90,6 +94,10 @@ def _banner(runtime: Any, *, api: bool, worker: bool) -> None:
         out.print(f"  API        {base}/api/v1   (ingest: {base}/ingest/v1/{{kind}})",
                   highlight=False)
         out.print(f"  docs       {base}/docs   OpenAPI: {base}/openapi.json", highlight=False)
+    if mqtt and s.mqtt_url:
+        from hookstream.ingest.mqtt import BridgeConfig
+
+        out.print(f"  MQTT       {BridgeConfig.from_settings(s).describe()}", highlight=False)
     key_file = Path(s.data_dir) / "admin.key"
     if runtime.new_admin_key:
         out.print(f"  admin key  {runtime.new_admin_key}   (generated now; shown once"
@@ -106,10 +114,11 @@ def _banner(runtime: Any, *, api: bool, worker: bool) -> None:
 
 @app.command()
 def serve() -> None:
-    """Everything in one process: API, ingest and delivery workers (migrates first)."""
+    """Everything in one process: API, ingest, delivery workers and, when HOOKSTREAM_MQTT_URL
+    is set, the MQTT bridge (migrates first)."""
     settings = _settings()
     _logging()
-    _run(_start(settings, api=True, worker=True, migrate=True))
+    _run(_start(settings, api=True, worker=True, migrate=True, mqtt=settings.mqtt_url is not None))
 
 
 @app.command()
@@ -126,6 +135,18 @@ def worker() -> None:
     settings = _settings()
     _logging()
     _run(_start(settings, api=False, worker=True, migrate=False))
+
+
+@app.command()
+def mqtt() -> None:
+    """The MQTT bridge only (needs HOOKSTREAM_MQTT_URL); run several with a shared group."""
+    settings = _settings()
+    if settings.mqtt_url is None:
+        err.print("[bold red]configuration error:[/] HOOKSTREAM_MQTT_URL is not set "
+                  "(e.g. mqtt://hookstream-bridge:PASSWORD@127.0.0.1:1883)", highlight=False)
+        raise typer.Exit(2)
+    _logging()
+    _run(_start(settings, api=False, worker=False, migrate=False, mqtt=True))
 
 
 @app.command()
