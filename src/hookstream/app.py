@@ -94,8 +94,8 @@ def _uvicorn_server(runtime: Runtime) -> uvicorn.Server:
     return _Server(config)
 
 
-async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
-    """Run the API and/or a delivery worker in this process until SIGINT or SIGTERM."""
+async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False) -> None:
+    """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,6 +104,12 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
     tasks: dict[str, asyncio.Task[None]] = {}
     if server is not None:
         tasks["api"] = asyncio.create_task(server.serve())
+    if mqtt:
+        from hookstream.ingest.mqtt import Bridge
+
+        tasks["mqtt"] = asyncio.create_task(
+            Bridge(runtime.settings, runtime.db, runtime.wakeup).run()
+        )
     if worker:
         delivery = Worker(runtime.settings, runtime.db, runtime.box, runtime.wakeup)
         tasks["worker"] = asyncio.create_task(delivery.run())
@@ -114,10 +120,14 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool) -> None:
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
-        # Stop taking requests first, then let the worker write what it has.
+        # Stop taking requests and MQTT messages first, then let the worker write what it has.
+        if "mqtt" in tasks:
+            tasks["mqtt"].cancel()  # finishes the batch it is storing, acks it, disconnects
         if server is not None:
             server.should_exit = True
             await asyncio.gather(tasks["api"], return_exceptions=True)
+        if "mqtt" in tasks:
+            await asyncio.gather(tasks["mqtt"], return_exceptions=True)
         for role in ("retention", "worker"):
             if role in tasks:
                 tasks[role].cancel()

@@ -190,10 +190,28 @@ def receive(
         str | None, typer.Option(help="The connector's whsec_ secret: check every signature")
     ] = None,
     count: Annotated[
-        int | None, typer.Option(help="Exit after this many accepted webhooks")
+        int | None, typer.Option(help="Exit after this many accepted webhooks (repeats included)")
     ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file (created if missing) where each accepted webhook is "
+                          "written before it is answered; a repeated webhook-id is not stored "
+                          "again", dir_okay=False),
+    ] = None,
+    status: Annotated[
+        int, typer.Option(min=200, max=599,
+                          help="HTTP status to answer every accepted webhook with, e.g. 500 to "
+                               "watch retries (non-2xx answers are not stored)")
+    ] = 204,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Print no line per accepted webhook, only the final "
+                                           "count")
+    ] = False,
 ) -> None:
-    """A small webhook receiver for trying hookstream: checks signatures, prints each message."""
+    """A small webhook receiver for trying hookstream: checks signatures, prints and stores them.
+
+    It exits after --count webhooks, or on Ctrl-C or SIGTERM, printing how many it received.
+    """
     from hookstream.deliver.signing import InvalidSecret, secret_key
     from hookstream.receiver import serve as serve_receiver
 
@@ -208,7 +226,11 @@ def receive(
         print(line, flush=True)
 
     try:
-        _run(serve_receiver(host, port, secret, count, emit))
+        _run(serve_receiver(host, port, secret, count, emit, status=status, store=store,
+                            quiet=quiet))
+    except KeyboardInterrupt:
+        # Ctrl-C before the receiver was listening (afterwards it is handled inside).
+        raise typer.Exit(0) from None
     except OSError as exc:
         err.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -291,6 +313,75 @@ def keys_secrets() -> None:
     from cryptography.fernet import Fernet
 
     print(Fernet.generate_key().decode())
+
+
+@app.command()
+def simulate(
+    api: Annotated[str, typer.Option(help="The hookstream API")] = "http://127.0.0.1:8000",
+    gateways: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="Gateways (default: 5 with --setup, "
+                                                       "else every gateway of --state)")
+    ] = None,
+    devices: Annotated[int, typer.Option(min=1, max=1000, help="Devices per gateway")] = 4,
+    rate: Annotated[
+        float, typer.Option(min=0.01, max=1_000_000, help="Messages per second, all gateways "
+                                                          "together")
+    ] = 20.0,
+    duration: Annotated[
+        float, typer.Option(min=0, help="Seconds to run; 0 runs until Ctrl-C")
+    ] = 60.0,
+    transport: Annotated[str, typer.Option(help="http or mqtt")] = "http",
+    batch: Annotated[
+        int, typer.Option(min=1, max=1000, help="HTTP: messages per POST (a JSON array)")
+    ] = 1,
+    mqtt_url: Annotated[
+        str, typer.Option(help="The MQTT broker, mqtt:// or mqtts://, without credentials "
+                               "(each gateway signs in as its id with its ingest token)")
+    ] = "mqtt://127.0.0.1:1883",
+    state: Annotated[
+        Path, typer.Option(help="What --setup made (keys and tokens; mode 0600)")
+    ] = Path("var/simulate.json"),
+    setup: Annotated[
+        bool, typer.Option("--setup", help="First create an organization, the gateways, a "
+                                           "connector to --receiver and a trigger")
+    ] = False,
+    admin_key: Annotated[
+        str | None, typer.Option(envvar="HOOKSTREAM_ADMIN_KEY", show_envvar=True,
+                                 help="For --setup (default: var/admin.key, which make run "
+                                      "writes)")
+    ] = None,
+    receiver: Annotated[
+        str, typer.Option(help="--setup: the connector's base URL")
+    ] = "http://127.0.0.1:9000",
+    secret: Annotated[
+        str | None, typer.Option(help="--setup: the connector's whsec_ signing secret "
+                                      "(default: a new one)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Make the same data again")] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No live display, only the summary")
+    ] = False,
+) -> None:
+    """Simulate a fleet: N gateways of M devices sending values, events and alarms at a steady
+    rate, over HTTP or MQTT; --setup first creates what they need (and a connector to a local
+    receiver). Shows live counts and ends with a summary (accepted, refused, rates, latency)."""
+    from hookstream.simulate import SimulateOptions, run_simulation
+
+    if transport not in ("http", "mqtt"):
+        err.print("[bold red]error:[/] --transport must be http or mqtt", highlight=False)
+        raise typer.Exit(2)
+    options = SimulateOptions(
+        api=api, gateways=gateways, devices=devices, rate=rate, duration=duration,
+        transport=transport, batch=batch, mqtt_url=mqtt_url, state=state, setup=setup,
+        admin_key=admin_key, receiver=receiver, secret=secret, seed=seed, quiet=quiet,
+    )
+    try:
+        code = _run(run_simulation(options, out, err))
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_INGESTED = Counter(
     "hookstream_messages_ingested_total", "Messages accepted and stored, by kind", ["kind"]
@@ -22,4 +22,12 @@ ATTEMPT_SECONDS = Histogram(
 )
 INGEST_REJECTED = Counter(
     "hookstream_ingest_rejected_total", "Ingest requests refused, by reason", ["reason"]
+)
+MQTT_REFUSED = Counter(
+    "hookstream_mqtt_refused_total",
+    "MQTT messages refused by the bridge (published to hookstream/{gatewayId}/errors), by reason",
+    ["reason"],
+)
+MQTT_CONNECTED = Gauge(
+    "hookstream_mqtt_connected", "1 while this process's MQTT bridge is connected to the broker"
 )

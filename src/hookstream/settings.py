@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     secrets_key: SecretStr | None = None
     mqtt_url: str | None = None
+    # The bridge's MQTT client id: stable across restarts (its broker session, and what was
+    # queued in it while it was away, is found by this id) and distinct for every bridge.
+    mqtt_client_id: str = Field(default="hookstream-bridge", min_length=1, max_length=128)
+    # Several bridges with the same group share the load (MQTT 5 shared subscriptions).
+    mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # The broker keeps the bridge's session (and queues for it) this long after it leaves.
+    mqtt_session_expiry_seconds: int = Field(default=7 * 86400, ge=1, le=2**32 - 1)
+    # Messages the broker may hand over before the bridge acknowledges (stored) any of them.
+    mqtt_receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    # Messages stored per transaction.
+    mqtt_batch: int = Field(default=500, ge=1)
+    mqtt_reconnect_max_seconds: int = Field(default=30, ge=1)
     allow_private_targets: bool = False
     data_dir: Path = Path("var")
 

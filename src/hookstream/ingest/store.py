@@ -26,6 +26,11 @@ def build_triggers(rows: Any) -> list[Trigger]:
     ]
 
 
+async def org_triggers(repo: Repository, org_id: str) -> list[Trigger]:
+    """The organization's triggers to active connectors, read in the caller's transaction."""
+    return build_triggers(await repo.routing_rows(org_id))
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """The rows one ingest request will insert: its messages and their deliveries."""
@@ -40,14 +45,16 @@ class Planned:
 
 async def plan_messages(
     repo: Repository, *, org_id: str, gateway_id: str, kind: str,
-    messages: list[DatastreamMessage],
+    messages: list[DatastreamMessage], triggers: list[Trigger] | None = None,
 ) -> Planned:
     """The rows for the messages and one pending delivery per matching active connector.
 
-    Reads the organization's routing in the caller's transaction; inserts nothing.
+    Reads the organization's routing in the caller's transaction (unless given ``triggers``
+    read in it already); inserts nothing.
     """
     now = int(time.time() * 1000)
-    triggers = build_triggers(await repo.routing_rows(org_id))
+    if triggers is None:
+        triggers = await org_triggers(repo, org_id)
     targets = connectors_for(kind, gateway_id, triggers)
     message_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []

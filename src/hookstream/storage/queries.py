@@ -93,6 +93,11 @@ delete_gateway = (
 unlink_gateway_from_triggers = delete(trigger_gateways).where(
     trigger_gateways.c.gateway_id == bindparam("id")
 )
+# The MQTT bridge: which of the gateway ids in topics are known, and to which organization.
+known_gateways = select(gateways.c.id, gateways.c.org_id).where(
+    gateways.c.id.in_(bindparam("ids", expanding=True)),
+    gateways.c.deleted_at.is_(None),
+)
 existing_gateway_ids = select(gateways.c.id).where(
     gateways.c.org_id == bindparam("org_id"),
     gateways.c.id.in_(bindparam("ids", expanding=True)),

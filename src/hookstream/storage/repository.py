@@ -82,6 +82,12 @@ class Repository:
     async def unlink_gateway_from_triggers(self, gateway_id: str) -> None:
         await self.conn.execute(q.unlink_gateway_from_triggers, {"id": gateway_id})
 
+    async def known_gateways(self, ids: list[str]) -> dict[str, str]:
+        """Gateway id -> organization id, for the ids that name a gateway that exists."""
+        if not ids:
+            return {}
+        return {r.id: r.org_id for r in await self._all(q.known_gateways, {"ids": ids})}
+
     async def existing_gateway_ids(self, org_id: str, ids: list[str]) -> set[str]:
         rows = await self._all(q.existing_gateway_ids, {"org_id": org_id, "ids": ids})
         return {r[0] for r in rows}

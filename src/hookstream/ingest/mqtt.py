@@ -1,0 +1,457 @@
+"""The MQTT bridge: what gateways publish to ``hookstream/{gatewayId}/{kind}``, stored, then acked.
+
+paho-mqtt's network thread receives the QoS 1 messages with ``manual_ack`` (nothing is
+acknowledged on receipt) and hands them to the event loop. The bridge stores a batch in one
+transaction, then acknowledges each message in the order it arrived, as MQTT requires. The
+bridge's session is persistent (MQTT 5 session expiry, or ``clean_session=False`` on 3.1.1), so
+what the broker did not see acknowledged it sends again after a reconnect or a restart: nothing
+is lost, and a message stored just before a crash may be stored twice (at least once).
+
+Within one process the bridge also avoids that duplicate when only the connection dropped: a
+message stored but not acknowledged (its connection was gone) is remembered by digest, and its
+redelivery (``dup`` flag) is acknowledged without storing it again.
+
+A message that cannot be accepted (unknown gateway, malformed JSON, invalid fields, too large)
+is counted (``hookstream_mqtt_refused_total``), logged with the reason, published to
+``hookstream/{gatewayId}/errors`` and acknowledged: sending it again would not change the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from hookstream.errors import ConfigurationError
+from hookstream.ingest.message import KINDS, MAX_BODY_BYTES, MessageFormatError, parse_messages
+from hookstream.ingest.store import Planned, insert_planned, org_triggers, plan_messages
+from hookstream.metrics import (
+    DELIVERIES_ROUTED,
+    MESSAGES_INGESTED,
+    MQTT_CONNECTED,
+    MQTT_REFUSED,
+)
+from hookstream.queue.wakeup import Wakeup
+from hookstream.route.routing import Trigger
+from hookstream.settings import Settings
+from hookstream.storage.database import Database
+from hookstream.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+TOPIC_ROOT = "hookstream"
+MAX_GATEWAY_ID = 64
+# A batch being stored when the bridge is told to stop gets this long to commit and ack.
+STOP_GRACE = 5.0
+# Digests of stored-but-unacknowledged messages kept for recognising their redelivery.
+MAX_REMEMBERED = 100_000
+
+
+# --- pure part ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """Where and how the bridge connects, from ``HOOKSTREAM_MQTT_URL`` and the mqtt settings."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    protocol: str = "5"
+    client_id: str = "hookstream-bridge"
+    shared_group: str | None = None
+    session_expiry: int = 7 * 86400
+    receive_maximum: int = 1000
+    batch: int = 500
+    reconnect_max: int = 30
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> BridgeConfig:
+        """Parse ``mqtt[s]://[user[:password]@]host[:port][?protocol=5|3.1.1]``."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ConfigurationError(
+                f"HOOKSTREAM_MQTT_URL must start with mqtt:// or mqtts:// (got {url!r})"
+            )
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"HOOKSTREAM_MQTT_URL: bad port ({exc})") from exc
+        if not parts.hostname:
+            raise ConfigurationError("HOOKSTREAM_MQTT_URL has no host")
+        query = parse_qs(parts.query)
+        protocol = query.get("protocol", ["5"])[-1]
+        if protocol not in ("5", "3.1.1"):
+            raise ConfigurationError(
+                f"HOOKSTREAM_MQTT_URL: protocol must be 5 or 3.1.1 (got {protocol!r})"
+            )
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            protocol=protocol,
+            **options,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BridgeConfig:
+        if settings.mqtt_url is None:
+            raise ConfigurationError("HOOKSTREAM_MQTT_URL is not set")
+        return cls.from_url(
+            settings.mqtt_url,
+            client_id=settings.mqtt_client_id,
+            shared_group=settings.mqtt_shared_group,
+            session_expiry=settings.mqtt_session_expiry_seconds,
+            receive_maximum=settings.mqtt_receive_maximum,
+            batch=settings.mqtt_batch,
+            reconnect_max=settings.mqtt_reconnect_max_seconds,
+        )
+
+    @property
+    def topics(self) -> list[str]:
+        """The subscriptions: one per kind, in the shared group when there is one."""
+        prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
+        return [f"{prefix}{TOPIC_ROOT}/+/{kind}" for kind in KINDS]
+
+    def describe(self) -> str:
+        """The connection for a banner or a log line; never the password."""
+        who = f" as {self.username}" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return (f"{scheme}://{self.host}:{self.port}{who} (MQTT {self.protocol}, client id "
+                f"{self.client_id}, topics {', '.join(self.topics)})")
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """``hookstream/{gatewayId}/{kind}`` -> (gatewayId, kind); None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != TOPIC_ROOT or parts[2] not in KINDS or not parts[1]:
+        return None
+    return parts[1], parts[2]
+
+
+def error_topic(gateway_id: str) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/errors"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a published message was not accepted."""
+
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+    def payload(self, topic: str, now_ms: int) -> bytes:
+        """The body published to the gateway's errors topic."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return orjson.dumps({"topic": topic, "error": error, "at": now_ms})
+
+
+def check_payload(payload: bytes) -> list[Any] | Refusal:
+    """The messages of one MQTT payload (one message or an array), or why they are refused."""
+    if len(payload) > MAX_BODY_BYTES:
+        return Refusal("too_large", f"the payload is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        messages, _ = parse_messages(payload)
+    except MessageFormatError as exc:
+        if exc.message.startswith("body is not valid JSON"):
+            return Refusal("malformed_json", exc.message)
+        return Refusal("invalid_message", exc.message, exc.details or None)
+    return list(messages)
+
+
+def digest(topic: str, payload: bytes) -> bytes:
+    return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+
+
+@dataclass(slots=True)
+class Received:
+    """One PUBLISH as the network thread handed it over."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    dup: bool
+    # Filled while handling: what happened to it.
+    refusal: Refusal | None = None
+    stored: bool = False
+    gateway_id: str = ""
+    kind: str = ""
+    messages: list[Any] = field(default_factory=list)
+
+
+# --- the adapter --------------------------------------------------------------------------
+class Bridge:
+    """Subscribes, stores what gateways publish, acknowledges what is stored."""
+
+    def __init__(self, settings: Settings, db: Database, wakeup: Wakeup | None = None) -> None:
+        self.config = BridgeConfig.from_settings(settings)
+        self.db = db
+        self.wakeup = wakeup
+        self._queue: asyncio.Queue[Received] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # The network thread changes these; acks read them: one lock keeps an ack from going
+        # out on a connection other than the one its message came on.
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._disconnected = threading.Event()
+        self._stopping = False
+        self._last_refusal = ""
+        self._unacked: OrderedDict[bytes, int] = OrderedDict()
+        self.connected = asyncio.Event()
+        # Publishes stored by this bridge (for operators' logs and tests).
+        self.stored = 0
+
+    # Network thread --------------------------------------------------------------------
+    def _on_connect(self, client: paho.Client, _: Any, flags: Any, reason: ReasonCode,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            text = str(reason)
+            if text != self._last_refusal:  # one line per cause, not one per retry
+                log.error("MQTT broker %s:%s refused the bridge: %s",
+                          self.config.host, self.config.port, text)
+                self._last_refusal = text
+            return
+        self._last_refusal = ""
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+        self._disconnected.clear()
+        MQTT_CONNECTED.set(1)
+        log.info("MQTT bridge connected to %s:%s (session present: %s)",
+                 self.config.host, self.config.port, bool(flags.session_present))
+        if self.config.protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.config.topics])
+        else:
+            client.subscribe([(t, 1) for t in self.config.topics])
+        self._call(self.connected.set)
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: list[ReasonCode],
+                      _p: Any) -> None:
+        for topic, reason in zip(self.config.topics, reasons, strict=False):
+            if reason.is_failure:
+                log.error("MQTT broker refused the subscription to %s: %s", topic, reason)
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode,
+                       _p: Any) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        MQTT_CONNECTED.set(0)
+        self._disconnected.set()
+        self._call(self.connected.clear)
+        if was_connected and not self._stopping:
+            log.warning("MQTT bridge disconnected (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        self._call(self._queue.put_nowait, Received(
+            self._generation, msg.mid, msg.qos, topic, bytes(msg.payload), bool(msg.dup)
+        ))
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: the broker resends
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _client(self) -> paho.Client:
+        c = self.config
+        if c.protocol == "5":
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=c.client_id,
+                                 protocol=paho.MQTTv5, manual_ack=True)
+        else:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=c.client_id,
+                                 protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
+            client.max_inflight_messages_set(c.receive_maximum)
+        if c.username is not None:
+            client.username_pw_set(c.username, c.password)
+        if c.tls:
+            client.tls_set()
+        client.reconnect_delay_set(1, c.reconnect_max)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _connect(self, client: paho.Client) -> None:
+        c = self.config
+        if c.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = c.session_expiry
+            props.ReceiveMaximum = c.receive_maximum
+            client.connect_async(c.host, c.port, keepalive=30, clean_start=False,
+                                 properties=props)
+        else:
+            client.connect_async(c.host, c.port, keepalive=30)
+
+    def _close(self, client: paho.Client) -> None:
+        self._stopping = True
+        client.disconnect()
+        # The acks queued before the DISCONNECT leave with it; wait for it to go out.
+        self._disconnected.wait(2.0)
+        client.loop_stop()
+
+    # Event loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Bridge until cancelled; a batch being stored at that moment is finished first."""
+        self._loop = asyncio.get_running_loop()
+        client = self._client()
+        self._connect(client)
+        client.loop_start()
+        log.info("MQTT bridge: %s", self.config.describe())
+        try:
+            while True:
+                batch = await self._next_batch()
+                task = asyncio.ensure_future(self._handle(client, batch))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wait_for(task, STOP_GRACE)
+                    raise
+        finally:
+            self._loop = None
+            await asyncio.to_thread(self._close, client)
+            MQTT_CONNECTED.set(0)
+
+    async def _next_batch(self) -> list[Received]:
+        batch = [await self._queue.get()]
+        while len(batch) < self.config.batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _handle(self, client: paho.Client, batch: list[Received]) -> None:
+        todo = self._triage(batch)
+        delay = 0.5
+        while todo:
+            try:
+                routed = await self._store(todo)
+                break
+            except Exception as exc:  # the database is away: nothing is acked, retry
+                log.warning("MQTT bridge cannot store %d messages (%s); retrying in %.1f s",
+                            len(todo), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        else:
+            routed = 0
+        if routed and self.wakeup is not None:
+            self.wakeup.set()
+        self._answer(client, batch)
+
+    def _triage(self, batch: list[Received]) -> list[Received]:
+        """Refuse what needs no database, skip redeliveries already stored; the rest to store."""
+        todo = []
+        for item in batch:
+            if item.dup and self._forget(digest(item.topic, item.payload)):
+                item.stored = True  # before the connection dropped; only its ack was missing
+                continue
+            where = parse_topic(item.topic)
+            if where is None:  # only possible with a broker that ignores our subscriptions
+                item.refusal = Refusal("bad_topic", f"not a hookstream topic: {item.topic}")
+                continue
+            item.gateway_id, item.kind = where
+            if len(item.gateway_id) > MAX_GATEWAY_ID:
+                item.refusal = Refusal("unknown_gateway", "no gateway has this id")
+                continue
+            checked = check_payload(item.payload)
+            if isinstance(checked, Refusal):
+                item.refusal = checked
+            else:
+                item.messages = checked
+                todo.append(item)
+        return todo
+
+    async def _store(self, todo: list[Received]) -> int:
+        """Store the messages of ``todo`` in one transaction; returns deliveries created."""
+        rows: list[dict[str, Any]] = []
+        deliveries: list[dict[str, Any]] = []
+        async with self.db.write() as conn:
+            repo = Repository(conn)
+            known = await repo.known_gateways(sorted({i.gateway_id for i in todo}))
+            triggers: dict[str, list[Trigger]] = {}
+            for item in todo:
+                item.refusal, item.stored = None, False
+                org_id = known.get(item.gateway_id)
+                if org_id is None:
+                    item.refusal = Refusal("unknown_gateway", "no gateway has this id")
+                    continue
+                if org_id not in triggers:
+                    triggers[org_id] = await org_triggers(repo, org_id)
+                planned = await plan_messages(
+                    repo, org_id=org_id, gateway_id=item.gateway_id, kind=item.kind,
+                    messages=item.messages, triggers=triggers[org_id],
+                )
+                rows += planned.message_rows
+                deliveries += planned.delivery_rows
+            await insert_planned(repo, Planned(rows, deliveries))
+        for item in todo:
+            if item.refusal is None:
+                item.stored = True
+                self.stored += 1
+                MESSAGES_INGESTED.labels(item.kind).inc(len(item.messages))
+        for d in deliveries:
+            DELIVERIES_ROUTED.labels(d["kind"]).inc()
+        return len(deliveries)
+
+    def _answer(self, client: paho.Client, batch: list[Received]) -> None:
+        """Publish refusals, then acknowledge every message, in the order they came."""
+        now = int(time.time() * 1000)
+        for item in batch:
+            if item.refusal is not None:
+                MQTT_REFUSED.labels(item.refusal.code).inc()
+                log.warning("MQTT message on %s refused (%s): %s", item.topic,
+                            item.refusal.code, item.refusal.message)
+                parts = item.topic.split("/")
+                gateway = item.gateway_id or (parts[1] if len(parts) > 1 else "")
+                if gateway and "+" not in gateway and "#" not in gateway:
+                    client.publish(error_topic(gateway), item.refusal.payload(item.topic, now),
+                                   qos=1)
+            with self._lock:
+                same_connection = self._connected and item.generation == self._generation
+                if same_connection:
+                    client.ack(item.mid, item.qos)
+            if not same_connection and item.stored and item.qos > 0:
+                self._remember(digest(item.topic, item.payload))
+
+    def _remember(self, key: bytes) -> None:
+        self._unacked[key] = self._unacked.get(key, 0) + 1
+        self._unacked.move_to_end(key)
+        while len(self._unacked) > MAX_REMEMBERED:
+            self._unacked.popitem(last=False)
+
+    def _forget(self, key: bytes) -> bool:
+        count = self._unacked.get(key, 0)
+        if count == 0:
+            return False
+        if count == 1:
+            del self._unacked[key]
+        else:
+            self._unacked[key] = count - 1
+        return True
