@@ -189,6 +189,25 @@ async def test_refused_messages_go_to_the_errors_topic_and_are_not_delivered(
         assert refused(reason) == count + 1, reason
 
 
+async def test_a_publish_that_comes_twice_is_stored_and_delivered_once(
+    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
+) -> None:
+    """A broker's redelivery (or a gateway's retransmission) has the same bytes: one message."""
+    gw = await wired(org, receiver)
+    async with running_bridge(service, mosquitto) as bridge:
+        with connected(mosquitto) as tester:
+            for i in (1, 1, 2, 1):
+                tester.publish(f"hookstream/{gw['id']}/values", json.dumps(value(i)))
+            # The same bytes as another kind are another message.
+            tester.publish(f"hookstream/{gw['id']}/events", json.dumps(value(1)))
+        await receiver.wait_for(3)
+        await asyncio.sleep(0.5)
+    assert sorted(json.loads(r.body)["payload"] for r in receiver.received) == [1, 1, 2]
+    assert bridge.stored == 3 and bridge.duplicates == 2
+    stored = (await org.api.get("/api/v1/messages", params={"gatewayId": gw["id"]})).json()
+    assert len(stored["items"]) == 3
+
+
 async def test_with_the_shipped_acl_a_gateway_cannot_publish_under_another_gateways_id(
     service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
 ) -> None:
@@ -361,6 +380,8 @@ async def test_ten_thousand_messages_published_while_the_bridge_restarts_twice_a
             f"{duplicates} duplicates, {len(missing)} missing"
         )
         assert not missing, f"{len(missing)} messages never arrived, e.g. {sorted(missing)[:5]}"
+        # What a killed bridge stored but never acknowledged came again, and was recognised.
+        assert duplicates == 0
         assert len(rec.received) == sum(payloads.values())
 
 

@@ -31,3 +31,7 @@ MQTT_REFUSED = Counter(
 MQTT_CONNECTED = Gauge(
     "hookstream_mqtt_connected", "1 while this process's MQTT bridge is connected to the broker"
 )
+MQTT_DUPLICATES = Counter(
+    "hookstream_mqtt_duplicates_total",
+    "MQTT publishes recognised as a redelivery of one already stored, and not stored again",
+)

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # Messages stored per transaction.
     mqtt_batch: int = Field(default=500, ge=1)
     mqtt_reconnect_max_seconds: int = Field(default=30, ge=1)
+    # A publish whose bytes (same gateway and kind) were stored this recently is a redelivery.
+    mqtt_deduplicate_seconds: float = Field(default=86400.0, ge=0)
     allow_private_targets: bool = False
     data_dir: Path = Path("var")
 

@@ -7,9 +7,10 @@ bridge's session is persistent (MQTT 5 session expiry, or ``clean_session=False`
 what the broker did not see acknowledged it sends again after a reconnect or a restart: nothing
 is lost, and a message stored just before a crash may be stored twice (at least once).
 
-Within one process the bridge also avoids that duplicate when only the connection dropped: a
-message stored but not acknowledged (its connection was gone) is remembered by digest, and its
-redelivery (``dup`` flag) is acknowledged without storing it again.
+Such a copy is recognised: each stored publish keeps the SHA-256 of its gateway, kind and bytes
+(``messages.source_digest``), and a publish whose digest was stored within
+``HOOKSTREAM_MQTT_DEDUPLICATE_SECONDS`` is acknowledged without storing it again. Receivers see
+one message, with one ``webhook-id``. (The same holds for a gateway's own QoS 1 retransmission.)
 
 A message that cannot be accepted (unknown gateway, malformed JSON, invalid fields, too large)
 is counted (``hookstream_mqtt_refused_total``), logged with the reason, published to
@@ -24,7 +25,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -44,6 +44,7 @@ from hookstream.metrics import (
     DELIVERIES_ROUTED,
     MESSAGES_INGESTED,
     MQTT_CONNECTED,
+    MQTT_DUPLICATES,
     MQTT_REFUSED,
 )
 from hookstream.queue.wakeup import Wakeup
@@ -58,8 +59,6 @@ TOPIC_ROOT = "hookstream"
 MAX_GATEWAY_ID = 64
 # A batch being stored when the bridge is told to stop gets this long to commit and ack.
 STOP_GRACE = 5.0
-# Digests of stored-but-unacknowledged messages kept for recognising their redelivery.
-MAX_REMEMBERED = 100_000
 
 
 # --- pure part ----------------------------------------------------------------------------
@@ -79,6 +78,7 @@ class BridgeConfig:
     receive_maximum: int = 1000
     batch: int = 500
     reconnect_max: int = 30
+    deduplicate_seconds: float = 86400.0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> BridgeConfig:
@@ -123,6 +123,7 @@ class BridgeConfig:
             receive_maximum=settings.mqtt_receive_maximum,
             batch=settings.mqtt_batch,
             reconnect_max=settings.mqtt_reconnect_max_seconds,
+            deduplicate_seconds=settings.mqtt_deduplicate_seconds,
         )
 
     @property
@@ -180,8 +181,9 @@ def check_payload(payload: bytes) -> list[Any] | Refusal:
     return list(messages)
 
 
-def digest(topic: str, payload: bytes) -> bytes:
-    return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+def digest(gateway_id: str, kind: str, payload: bytes) -> str:
+    """What identifies a publish across redeliveries: its gateway, kind and bytes."""
+    return hashlib.sha256(f"{gateway_id}\0{kind}\0".encode() + payload).hexdigest()
 
 
 @dataclass(slots=True)
@@ -197,6 +199,8 @@ class Received:
     # Filled while handling: what happened to it.
     refusal: Refusal | None = None
     stored: bool = False
+    duplicate: bool = False
+    digest: str = ""
     gateway_id: str = ""
     kind: str = ""
     messages: list[Any] = field(default_factory=list)
@@ -220,10 +224,10 @@ class Bridge:
         self._disconnected = threading.Event()
         self._stopping = False
         self._last_refusal = ""
-        self._unacked: OrderedDict[bytes, int] = OrderedDict()
         self.connected = asyncio.Event()
-        # Publishes stored by this bridge (for operators' logs and tests).
+        # Publishes stored by this bridge, and redeliveries it recognised (logs and tests).
         self.stored = 0
+        self.duplicates = 0
 
     # Network thread --------------------------------------------------------------------
     def _on_connect(self, client: paho.Client, _: Any, flags: Any, reason: ReasonCode,
@@ -369,9 +373,6 @@ class Bridge:
         """Refuse what needs no database, skip redeliveries already stored; the rest to store."""
         todo = []
         for item in batch:
-            if item.dup and self._forget(digest(item.topic, item.payload)):
-                item.stored = True  # before the connection dropped; only its ack was missing
-                continue
             where = parse_topic(item.topic)
             if where is None:  # only possible with a broker that ignores our subscriptions
                 item.refusal = Refusal("bad_topic", f"not a hookstream topic: {item.topic}")
@@ -385,6 +386,7 @@ class Bridge:
                 item.refusal = checked
             else:
                 item.messages = checked
+                item.digest = digest(item.gateway_id, item.kind, item.payload)
                 todo.append(item)
         return todo
 
@@ -392,27 +394,42 @@ class Bridge:
         """Store the messages of ``todo`` in one transaction; returns deliveries created."""
         rows: list[dict[str, Any]] = []
         deliveries: list[dict[str, Any]] = []
+        cutoff = int((time.time() - self.config.deduplicate_seconds) * 1000)
         async with self.db.write() as conn:
             repo = Repository(conn)
-            known = await repo.known_gateways(sorted({i.gateway_id for i in todo}))
+            gateway_ids = sorted({i.gateway_id for i in todo})
+            known = await repo.known_gateways(gateway_ids)
+            seen = (
+                await repo.seen_digests(gateway_ids, sorted({i.digest for i in todo}), cutoff)
+                if self.config.deduplicate_seconds > 0 else set()
+            )
             triggers: dict[str, list[Trigger]] = {}
             for item in todo:
-                item.refusal, item.stored = None, False
+                item.refusal, item.duplicate = None, False
                 org_id = known.get(item.gateway_id)
                 if org_id is None:
                     item.refusal = Refusal("unknown_gateway", "no gateway has this id")
                     continue
+                if item.digest in seen:  # a redelivery of what is stored: only ack it
+                    item.duplicate = True
+                    continue
+                if self.config.deduplicate_seconds > 0:
+                    seen.add(item.digest)
                 if org_id not in triggers:
                     triggers[org_id] = await org_triggers(repo, org_id)
                 planned = await plan_messages(
                     repo, org_id=org_id, gateway_id=item.gateway_id, kind=item.kind,
                     messages=item.messages, triggers=triggers[org_id],
                 )
+                planned.message_rows[0]["source_digest"] = item.digest
                 rows += planned.message_rows
                 deliveries += planned.delivery_rows
             await insert_planned(repo, Planned(rows, deliveries))
         for item in todo:
-            if item.refusal is None:
+            if item.duplicate:
+                self.duplicates += 1
+                MQTT_DUPLICATES.inc()
+            elif item.refusal is None:
                 item.stored = True
                 self.stored += 1
                 MESSAGES_INGESTED.labels(item.kind).inc(len(item.messages))
@@ -433,25 +450,8 @@ class Bridge:
                 if gateway and "+" not in gateway and "#" not in gateway:
                     client.publish(error_topic(gateway), item.refusal.payload(item.topic, now),
                                    qos=1)
+            # An ack on a later connection could name another message; the broker sends
+            # this one again instead, and its digest marks it as stored.
             with self._lock:
-                same_connection = self._connected and item.generation == self._generation
-                if same_connection:
+                if self._connected and item.generation == self._generation:
                     client.ack(item.mid, item.qos)
-            if not same_connection and item.stored and item.qos > 0:
-                self._remember(digest(item.topic, item.payload))
-
-    def _remember(self, key: bytes) -> None:
-        self._unacked[key] = self._unacked.get(key, 0) + 1
-        self._unacked.move_to_end(key)
-        while len(self._unacked) > MAX_REMEMBERED:
-            self._unacked.popitem(last=False)
-
-    def _forget(self, key: bytes) -> bool:
-        count = self._unacked.get(key, 0)
-        if count == 0:
-            return False
-        if count == 1:
-            del self._unacked[key]
-        else:
-            self._unacked[key] = count - 1
-        return True

@@ -63,6 +63,7 @@ async def plan_messages(
         message_rows.append({
             "id": message_id, "org_id": org_id, "gateway_id": gateway_id, "kind": kind,
             "device_id": m.deviceId, "body": to_body(m, now), "accepted_at": now,
+            "source_digest": None,
         })
         for connector_id in targets:
             delivery_rows.append({

@@ -98,6 +98,12 @@ known_gateways = select(gateways.c.id, gateways.c.org_id).where(
     gateways.c.id.in_(bindparam("ids", expanding=True)),
     gateways.c.deleted_at.is_(None),
 )
+# The MQTT bridge: which publishes (by digest) were stored since the cutoff.
+seen_digests = select(messages.c.source_digest).where(
+    messages.c.gateway_id.in_(bindparam("gateway_ids", expanding=True)),
+    messages.c.source_digest.in_(bindparam("digests", expanding=True)),
+    messages.c.accepted_at >= bindparam("cutoff"),
+)
 existing_gateway_ids = select(gateways.c.id).where(
     gateways.c.org_id == bindparam("org_id"),
     gateways.c.id.in_(bindparam("ids", expanding=True)),

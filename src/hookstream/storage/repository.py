@@ -88,6 +88,17 @@ class Repository:
             return {}
         return {r.id: r.org_id for r in await self._all(q.known_gateways, {"ids": ids})}
 
+    async def seen_digests(
+        self, gateway_ids: list[str], digests: list[str], cutoff: int
+    ) -> set[str]:
+        """Which of ``digests`` belong to messages of these gateways accepted since ``cutoff``."""
+        if not digests:
+            return set()
+        rows = await self._all(
+            q.seen_digests, {"gateway_ids": gateway_ids, "digests": digests, "cutoff": cutoff}
+        )
+        return {r.source_digest for r in rows}
+
     async def existing_gateway_ids(self, org_id: str, ids: list[str]) -> set[str]:
         rows = await self._all(q.existing_gateway_ids, {"org_id": org_id, "ids": ids})
         return {r[0] for r in rows}

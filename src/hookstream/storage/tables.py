@@ -132,7 +132,11 @@ messages = Table(
     Column("device_id", String(256), nullable=False),
     Column("body", LargeBinary, nullable=False),  # the delivered JSON, byte for byte
     Column("accepted_at", BigInteger, nullable=False),
+    # MQTT: SHA-256 of gateway, kind and payload of the publish this message came in (on the
+    # first message of it), so a redelivered publish is recognised and stored once.
+    Column("source_digest", String(64), nullable=True),
     Index(None, "org_id", "id"),
+    Index(None, "gateway_id", "source_digest"),
     Index(None, "org_id", "device_id", "id"),
     Index(None, "org_id", "gateway_id", "id"),
 )
