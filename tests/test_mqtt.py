@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -59,6 +60,27 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.kill()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto; where it is not installed, amqtt (for the tests that need only MQTT 3.1.1).
+
+    ``HOOKSTREAM_TEST_MQTT_BROKER=amqtt`` picks amqtt here too, to try that path.
+    """
+    forced = os.environ.get("HOOKSTREAM_TEST_MQTT_BROKER") == "amqtt"
+    if MOSQUITTO is not None and MOSQUITTO_PASSWD is not None and not forced:
+        chosen: Broker = Mosquitto(tmp_path / "mosquitto")
+    elif amqtt_available():
+        (tmp_path / "amqtt").mkdir()
+        chosen = Amqtt(tmp_path / "amqtt")
+    else:
+        unavailable("an MQTT broker", "neither mosquitto nor the amqtt package is installed")
+    chosen.start()
+    try:
+        yield chosen
+    finally:
+        chosen.kill()
 
 
 def refused(reason: str) -> float:
@@ -156,12 +178,12 @@ async def test_mosquitto_pub_of_a_value_reaches_the_receiver_in_the_datastream_f
 
 
 async def test_refused_messages_go_to_the_errors_topic_and_are_not_delivered(
-    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
+    service: Service, org: Org, receiver: Receiver, broker: Broker
 ) -> None:
     gw = await wired(org, receiver)
     before = {r: refused(r) for r in ("unknown_gateway", "malformed_json", "invalid_message")}
-    async with running_bridge(service, mosquitto):
-        with connected(mosquitto) as tester:
+    async with running_bridge(service, broker):
+        with connected(broker) as tester:
             tester.subscribe("hookstream/+/errors")
             # The privileged test account may publish anywhere; a gateway could not (the ACL).
             tester.publish("hookstream/gw_nobody/values", json.dumps(value(1)))
@@ -190,12 +212,12 @@ async def test_refused_messages_go_to_the_errors_topic_and_are_not_delivered(
 
 
 async def test_a_publish_that_comes_twice_is_stored_and_delivered_once(
-    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
+    service: Service, org: Org, receiver: Receiver, broker: Broker
 ) -> None:
     """A broker's redelivery (or a gateway's retransmission) has the same bytes: one message."""
     gw = await wired(org, receiver)
-    async with running_bridge(service, mosquitto) as bridge:
-        with connected(mosquitto) as tester:
+    async with running_bridge(service, broker) as bridge:
+        with connected(broker) as tester:
             for i in (1, 1, 2, 1):
                 tester.publish(f"hookstream/{gw['id']}/values", json.dumps(value(i)))
             # The same bytes as another kind are another message.
@@ -393,7 +415,8 @@ async def test_without_mosquitto_an_amqtt_broker_serves_mqtt_3_1_1(
     if not amqtt_available():
         unavailable("amqtt", "the amqtt package is not installed (pip install -e '.[dev]')")
     gw = await wired(org, receiver)
-    broker = Amqtt(tmp_path / "amqtt" if (tmp_path / "amqtt").mkdir() is None else tmp_path)
+    (tmp_path / "amqtt").mkdir()
+    broker = Amqtt(tmp_path / "amqtt")
     broker.start()
     try:
         async with running_bridge(service, broker):
