@@ -24,6 +24,8 @@ from hookstream.simulate_fleet import (
     gateway_external_id,
     gateway_name,
     http_body,
+    mosquitto_passwd_args,
+    mosquitto_passwd_line,
     mqtt_payload,
     mqtt_topic,
     parse_mqtt_url,
@@ -220,6 +222,17 @@ def test_mqtt_urls() -> None:
 
 
 # --- counters -------------------------------------------------------------------------------
+
+def test_mosquitto_passwd_calls() -> None:
+    assert mosquitto_passwd_args("/etc/mosquitto/hookstream/passwords", "gw_01", "hsi_x") == [
+        "mosquitto_passwd", "-b", "/etc/mosquitto/hookstream/passwords", "gw_01", "hsi_x"]
+    assert mosquitto_passwd_args("p", "gw_01", "hsi_x", create=True,
+                                 program="/usr/bin/mosquitto_passwd") == [
+        "/usr/bin/mosquitto_passwd", "-c", "-b", "p", "gw_01", "hsi_x"]
+    # A line to paste into a shell, whatever the file's name.
+    assert mosquitto_passwd_line("/srv/my broker/passwords", "gw_01", "hsi_x") == (
+        "mosquitto_passwd -b '/srv/my broker/passwords' gw_01 hsi_x")
+
 
 def test_percentiles() -> None:
     assert percentile([], 50) is None

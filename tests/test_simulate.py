@@ -1,28 +1,36 @@
 """``hookstream simulate`` against a real ``hookstream serve``, into a real receiver.
 
-The MQTT transport is not run here end to end: that needs the MQTT bridge (being built), and
-is for its tests; its topics, bodies and URLs are unit tested in test_core_simulate.py.
+Over MQTT, through a real Mosquitto started with the shipped configuration and ACL, which the
+gateways sign in to only once they are in its password file and it reloaded that file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from rich.console import Console
 from standardwebhooks.webhooks import Webhook
 
 from hookstream.deliver.signing import new_secret
 from hookstream.ingest.message import FIELDS
+from hookstream.simulate import SimulateOptions, SimulationError, run_simulation
+from tests.conftest import unavailable
+from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 from tests.support import ADMIN_KEY, Receiver, free_port, hookstream_cmd, spawn
 
 SUMMARY = re.compile(r"sent (\d+), accepted (\d+), refused (\d+), unanswered (\d+)")
@@ -32,14 +40,15 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("HOOKSTREAM_")}
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``hookstream serve`` on SQLite, as ``make run`` starts it, for every test here."""
-    folder = tmp_path_factory.mktemp("serve")
+@contextlib.contextmanager
+def serving(folder: Path, ready: Callable[[str], bool] | None = None,
+            **env_vars: str) -> Iterator[str]:
+    """``hookstream serve`` on SQLite, as ``make run`` starts it, with ``env_vars`` more; its
+    base URL once it is ready (and ``ready(base)``)."""
     port = free_port()
     env = child_env()
     env.update(HOOKSTREAM_LISTEN=f"127.0.0.1:{port}", HOOKSTREAM_ALLOW_PRIVATE_TARGETS="true",
-               HOOKSTREAM_ADMIN_KEY=ADMIN_KEY, HOOKSTREAM_POLL_INTERVAL="0.2")
+               HOOKSTREAM_ADMIN_KEY=ADMIN_KEY, HOOKSTREAM_POLL_INTERVAL="0.2", **env_vars)
     log = folder / "serve.log"
     server = spawn(hookstream_cmd("serve"), env, log)
     base = f"http://127.0.0.1:{port}"
@@ -47,7 +56,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
+                if httpx.get(f"{base}/readyz").status_code == 200 and (
+                    ready is None or ready(base)
+                ):
                     break
             except httpx.TransportError:
                 pass
@@ -59,6 +70,42 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(20)
 
 
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server for the HTTP tests here."""
+    with serving(tmp_path_factory.mktemp("serve")) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """As in test_mqtt.py, for the whole module: ``mqtt_api``'s bridge stays connected to it."""
+    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
+        unavailable(
+            "Mosquitto",
+            "the mosquitto binary is not installed "
+            "(Debian: apt install mosquitto mosquitto-clients)",
+        )
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+
+
+def bridge_connected(base: str) -> bool:
+    return "hookstream_mqtt_connected 1.0" in httpx.get(f"{base}/metrics").text
+
+
+@pytest.fixture(scope="module")
+def mqtt_api(mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose MQTT bridge reads ``mosquitto`` (HOOKSTREAM_MQTT_URL)."""
+    with serving(tmp_path_factory.mktemp("serve-mqtt"), ready=bridge_connected,
+                 HOOKSTREAM_MQTT_URL=mosquitto.url()) as base:
+        yield base
+
+
 async def simulate(cwd: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *hookstream_cmd("simulate", *args), cwd=cwd, env=child_env(),
@@ -67,6 +114,34 @@ async def simulate(cwd: Path, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def options(**fields: object) -> SimulateOptions:
+    """What ``hookstream simulate`` passes to ``run_simulation``, with its defaults."""
+    defaults = SimulateOptions(
+        api="http://127.0.0.1:8000", gateways=None, devices=4, rate=20.0, duration=60.0,
+        transport="http", batch=1, mqtt_url="mqtt://127.0.0.1:1883",
+        state=Path("var/simulate.json"), setup=False, admin_key=None,
+        receiver="http://127.0.0.1:9000", secret=None, seed=None, quiet=True,
+    )
+    return replace(defaults, **fields)  # type: ignore[arg-type]
+
+
+class Output:
+    """The consoles ``run_simulation`` writes to, as the command line's (soft wrap)."""
+
+    def __init__(self) -> None:
+        self._out, self._err = io.StringIO(), io.StringIO()
+        self.out = Console(file=self._out, soft_wrap=True, width=200)
+        self.err = Console(file=self._err, soft_wrap=True, width=200)
+
+    @property
+    def stdout(self) -> str:
+        return self._out.getvalue()
+
+    @property
+    def stderr(self) -> str:
+        return self._err.getvalue()
 
 
 def summary(stdout: str) -> tuple[int, int, int, int]:
@@ -106,6 +181,7 @@ async def test_setup_then_a_second_run_deliver_every_accepted_message_signed(
     assert code == 0, out + err
     assert "Traceback" not in err
     assert f"hookstream receive --port {port} --secret {secret}" in out
+    assert "mosquitto_passwd" not in out, "nothing about MQTT over HTTP"
     sent, accepted, refused, unanswered = summary(out)
     assert accepted == sent and refused == unanswered == 0
     assert 60 <= sent <= 80, "40 msg/s for 2 s, evenly"
@@ -179,3 +255,157 @@ async def test_an_unreachable_api_is_a_clear_error(tmp_path: Path) -> None:
                                     ADMIN_KEY, "--state", str(tmp_path / "s.json"))
     assert code != 0
     assert f"cannot reach the hookstream API at {dead}" in err and "Traceback" not in err
+
+
+# --- MQTT ----------------------------------------------------------------------------------
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+def passwords_hold(broker: Mosquitto, state: Path) -> bool:
+    """Every gateway of ``state`` is in the broker's password file."""
+    if not state.exists():
+        return False
+    users = {line.split(":", 1)[0] for line in broker.passwords.read_text().splitlines()}
+    return all(g["id"] in users for g in json.loads(state.read_text())["gateways"])
+
+
+async def check_mqtt_run(out: str, receiver: Receiver, secret: str) -> None:
+    """Every message the broker PUBACKed was stored by the bridge and delivered, signed."""
+    sent, accepted, refused, unanswered = summary(out)
+    assert accepted == sent > 0 and refused == unanswered == 0, out
+    assert 30 <= sent <= 50, "20 msg/s for 2 s"
+    assert "latency to the PUBACK" in out
+    await receiver.wait_for(accepted, timeout=15)
+    await asyncio.sleep(0.5)  # nothing more comes
+    check_webhooks(receiver, secret, accepted)
+    devices = {orjson.loads(r.body)["deviceId"] for r in receiver.received}
+    assert {d[-4:-2] for d in devices} == {"01", "02"}, "both gateways published"
+
+
+async def test_setup_adds_the_gateways_to_mosquitto_and_every_puback_becomes_a_webhook(
+    mqtt_api: str, mosquitto: Mosquitto, receiver: Receiver, tmp_path: Path
+) -> None:
+    # In this process: the command line does not offer --mosquitto-passwords yet.
+    secret, state = new_secret(), tmp_path / "state.json"
+    output = Output()
+    run = asyncio.create_task(run_simulation(options(
+        api=mqtt_api, setup=True, admin_key=ADMIN_KEY, secret=secret, receiver=receiver.url,
+        transport="mqtt", mqtt_url=f"mqtt://127.0.0.1:{mosquitto.port}",
+        mosquitto_passwords=mosquitto.passwords, gateways=2, devices=2, rate=20.0,
+        duration=2.0, state=state, seed=11,
+    ), output.out, output.err))
+    # The broker refuses the new gateways until it reloads its password file: the run waits.
+    await until(lambda: "does not let" in output.stderr or run.done(), "refusal")
+    assert "sign in yet" in output.stderr and "waiting up to 120 s" in output.stderr, (
+        output.stdout + output.stderr)
+    # The user's part.
+    assert passwords_hold(mosquitto, state), output.stdout + output.stderr
+    assert mosquitto.process is not None
+    mosquitto.process.send_signal(signal.SIGHUP)
+    code = await asyncio.wait_for(run, 60)
+
+    out = output.stdout
+    assert code == 0, out + output.stderr
+    assert f"2 gateways added to {mosquitto.passwords}" in out
+    assert "kill -HUP <pid of mosquitto>" in out and "systemctl reload mosquitto" in out
+    assert "mosquitto_passwd -b" not in out, "no lines to run: they ran"
+    await check_mqtt_run(out, receiver, secret)
+
+
+async def test_setup_prints_the_mosquitto_passwd_lines_and_waits_for_the_broker(
+    mqtt_api: str, mosquitto: Mosquitto, receiver: Receiver, tmp_path: Path
+) -> None:
+    secret, state = new_secret(), tmp_path / "state.json"
+    proc = await asyncio.create_subprocess_exec(
+        *hookstream_cmd(
+            "simulate", "--api", mqtt_api, "--setup", "--admin-key", ADMIN_KEY, "--secret",
+            secret, "--receiver", receiver.url, "--transport", "mqtt", "--mqtt-url",
+            f"mqtt://127.0.0.1:{mosquitto.port}", "--gateways", "2", "--devices", "2",
+            "--rate", "20", "--duration", "2", "--quiet", "--state", str(state), "--seed", "12",
+        ),
+        cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        # The broker refuses the new gateways: the run says so and waits.
+        assert proc.stderr is not None
+        waiting = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert b"does not let Gateway 0" in waiting and b"sign in yet" in waiting, waiting
+        # The user runs the printed lines (with the tokens --setup saved) and reloads.
+        for g in json.loads(state.read_text())["gateways"]:
+            await asyncio.to_thread(mosquitto.add_user, g["id"], g["ingestToken"])
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    out, err = raw_out.decode(), waiting.decode() + raw_err.decode()
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in err
+    for g in json.loads(state.read_text())["gateways"]:
+        line = f"  mosquitto_passwd -b /etc/mosquitto/hookstream/passwords {g['id']} " \
+               f"{g['ingestToken']}\n"
+        assert line in out
+    assert "ingest tokens" in out and "kill -HUP <pid of mosquitto>" in out
+    assert passwords_hold(mosquitto, state)
+    await check_mqtt_run(out, receiver, secret)
+
+
+async def test_a_gateway_mosquitto_does_not_know_is_named_at_once_without_setup(
+    mqtt_api: str, mosquitto: Mosquitto, receiver: Receiver, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    code, out, err = await simulate(
+        tmp_path, "--api", mqtt_api, "--setup", "--admin-key", ADMIN_KEY, "--receiver",
+        receiver.url, "--gateways", "1", "--rate", "5", "--duration", "0.5", "--quiet",
+        "--state", str(state),
+    )
+    assert code == 0, out + err
+    gw = json.loads(state.read_text())["gateways"][0]
+    started = time.monotonic()
+    code, out, err = await simulate(
+        tmp_path, "--api", mqtt_api, "--state", str(state), "--transport", "mqtt",
+        "--mqtt-url", f"mqtt://127.0.0.1:{mosquitto.port}", "--duration", "1", "--quiet",
+    )
+    assert code == 2, out + err
+    assert f"refused Gateway 01 ({gw['id']})" in err and "password file" in err
+    assert "Traceback" not in err and "waiting" not in err
+    assert time.monotonic() - started < 8, "an earlier --setup's gateways: no wait"
+
+
+async def test_mosquitto_passwords_is_refused_before_anything_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # never asked
+    state = tmp_path / "state.json"
+    asked = options(api=dead, state=state, mosquitto_passwords=tmp_path / "passwords")
+    with pytest.raises(SimulationError, match="use it with --setup"):
+        await run_simulation(asked, Output().out, Output().err)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SimulationError, match="mosquitto_passwd, which is not installed"):
+        await run_simulation(replace(asked, setup=True, admin_key=ADMIN_KEY), Output().out,
+                             Output().err)
+    assert not state.exists() and not (tmp_path / "passwords").exists()
+
+
+async def test_a_failing_mosquitto_passwd_leaves_the_lines_to_run(
+    api: str, tmp_path: Path
+) -> None:
+    if MOSQUITTO_PASSWD is None:
+        unavailable("mosquitto_passwd", "Debian's mosquitto is not installed")
+    state, passwords = tmp_path / "state.json", tmp_path / "no-such-folder" / "passwords"
+    with pytest.raises(SimulationError) as failed:
+        await run_simulation(options(
+            api=api, setup=True, admin_key=ADMIN_KEY, gateways=2, state=state,
+            mosquitto_passwords=passwords, duration=1.0,
+        ), Output().out, Output().err)
+    message = str(failed.value)
+    gateways = json.loads(state.read_text())["gateways"]
+    assert f"could not add Gateway 01 ({gateways[0]['id']}) to {passwords}" in message
+    assert "No such file or directory" in message and str(state) in message
+    for g in gateways:
+        assert f"mosquitto_passwd -b {passwords} {g['id']} {g['ingestToken']}" in message

@@ -361,6 +361,11 @@ def simulate(
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No live display, only the summary")
     ] = False,
+    mosquitto_passwords: Annotated[
+        Path | None, typer.Option(help="--setup: add the new gateways to this Mosquitto "
+                                       "password file (runs mosquitto_passwd; the broker must "
+                                       "then reload it)")
+    ] = None,
 ) -> None:
     """Simulate a fleet: N gateways of M devices sending values, events and alarms at a steady
     rate, over HTTP or MQTT; --setup first creates what they need (and a connector to a local
@@ -374,6 +379,7 @@ def simulate(
         api=api, gateways=gateways, devices=devices, rate=rate, duration=duration,
         transport=transport, batch=batch, mqtt_url=mqtt_url, state=state, setup=setup,
         admin_key=admin_key, receiver=receiver, secret=secret, seed=seed, quiet=quiet,
+        mosquitto_passwords=mosquitto_passwords,
     )
     try:
         code = _run(run_simulation(options, out, err))

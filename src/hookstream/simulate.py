@@ -4,6 +4,11 @@
 receiver and a trigger for everything, and keeps what it made in a state file (mode 0600);
 later runs reuse it. Messages go over HTTP (``POST /ingest/v1/{kind}``) or MQTT (one client per
 gateway, QoS 1). The data itself is made in :mod:`hookstream.simulate_fleet` (pure).
+
+Over MQTT each gateway signs in with its id and ingest token, which a broker with the shipped
+configuration (deploy/mosquitto) knows only from its password file: ``--setup`` adds the new
+gateways to that file (``--mosquitto-passwords``, by running ``mosquitto_passwd``) or prints the
+lines to run, and then waits for the broker to reload it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +53,8 @@ from hookstream.deliver.signing import InvalidSecret, new_secret, secret_key
 from hookstream.errors import HookstreamError
 from hookstream.ingest.message import KINDS, MAX_BATCH
 from hookstream.simulate_fleet import (
+    MOSQUITTO_PASSWORDS,
+    MOSQUITTO_RELOAD,
     Batcher,
     Fleet,
     MqttAddress,
@@ -54,6 +63,8 @@ from hookstream.simulate_fleet import (
     gateway_external_id,
     gateway_name,
     http_body,
+    mosquitto_passwd_args,
+    mosquitto_passwd_line,
     mqtt_payload,
     mqtt_topic,
     parse_mqtt_url,
@@ -67,6 +78,13 @@ STATE_VERSION = 1
 HTTP_IN_FLIGHT = 64  # requests in flight at once; more waits (and lowers the achieved rate)
 MQTT_IN_FLIGHT = 100  # unacknowledged publishes per gateway
 DRAIN_SECONDS = 30.0  # how long the last answers are awaited after the run
+CONNECT_SECONDS = 10.0  # for the MQTT broker to answer every gateway
+# After --setup, how long the broker may refuse the new gateways: until it reloads its
+# password file (paho signs in again every 2 s meanwhile).
+SIGN_IN_WAIT_SECONDS = 120.0
+# CONNACK reason codes of credentials the broker does not know (yet).
+NOT_SIGNED_IN = frozenset({134, 135})  # bad user name or password, not authorized
+PASSWD_SECONDS = 30.0  # for one mosquitto_passwd call
 
 
 class SimulationError(HookstreamError):
@@ -90,6 +108,7 @@ class SimulateOptions:
     secret: str | None
     seed: int | None
     quiet: bool
+    mosquitto_passwords: Path | None = None  # --setup adds the new gateways to this file
 
 
 @dataclass(frozen=True)
@@ -217,8 +236,85 @@ def _check_receiver(receiver: str) -> bool:
     return address.is_private or address.is_loopback
 
 
-async def setup(api: Api, options: SimulateOptions, out: Console) -> dict[str, Any]:
-    """Create the organization, gateways, connector and trigger; save and show them."""
+def _mosquitto_passwd(options: SimulateOptions) -> str | None:
+    """mosquitto_passwd's path when --mosquitto-passwords asks for it; checked before --setup
+    creates anything."""
+    if options.mosquitto_passwords is None:
+        return None
+    if not options.setup:
+        raise SimulationError(
+            "--mosquitto-passwords adds the gateways --setup creates: use it with --setup "
+            f"(the gateways of an earlier --setup are in {options.state}: add each with "
+            "`mosquitto_passwd -b PASSWORD_FILE <id> <ingestToken>`)"
+        )
+    program = shutil.which("mosquitto_passwd")
+    if program is None:
+        raise SimulationError(
+            "--mosquitto-passwords runs mosquitto_passwd, which is not installed here (Debian, "
+            "Ubuntu: apt install mosquitto); or leave the option out: with --transport mqtt, "
+            "--setup prints the mosquitto_passwd lines to run where the broker is"
+        )
+    return program
+
+
+async def add_to_mosquitto(program: str, passwords: Path, gateways: list[dict[str, Any]],
+                           state_path: Path, out: Console) -> None:
+    """``mosquitto_passwd -b`` for each gateway (``-c`` when the file does not exist yet)."""
+    for done, g in enumerate(gateways):
+        args = mosquitto_passwd_args(str(passwords), g["id"], g["ingestToken"],
+                                     create=not passwords.exists(), program=program)
+        failure = await _run_quietly(args, PASSWD_SECONDS)
+        if failure is not None:
+            lines = "\n".join(
+                "  " + mosquitto_passwd_line(str(passwords), r["id"], r["ingestToken"])
+                for r in gateways[done:]
+            )
+            missing = "" if passwords.exists() else " (-c on the first line creates the file)"
+            raise SimulationError(
+                f"mosquitto_passwd could not add {g['name']} ({g['id']}) to {passwords}: "
+                f"{failure}\nThe gateways are saved in {state_path}. Add the rest as a user who "
+                f"may write {passwords}{missing}; these lines hold their ingest tokens, as the "
+                f"state file does. Then reload the broker ({MOSQUITTO_RELOAD}):\n{lines}"
+            )
+    _say(out, f"mosquitto     {len(gateways)} gateways added to {passwords} (user name: the "
+              "gateway id, password: its ingest token)")
+    _say(out, f"              the broker must reload that file to know them: {MOSQUITTO_RELOAD}")
+
+
+async def _run_quietly(args: list[str], timeout: float) -> str | None:
+    """Run ``args``; None when it succeeded, else what it said (or why it could not run)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    except OSError as exc:
+        return _describe(exc)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return f"no answer within {timeout:g} s"
+    if proc.returncode == 0:
+        return None
+    return output.decode("utf-8", "replace").strip() or f"exit code {proc.returncode}"
+
+
+def _print_mosquitto_lines(gateways: list[dict[str, Any]], out: Console) -> None:
+    """What lets the new gateways sign in to a broker with the shipped configuration."""
+    _say(out, "Let the gateways sign in to the MQTT broker (shipped configuration: "
+              "deploy/mosquitto): run these lines where the broker is, as a user who may write "
+              "its password file. They hold the gateways' ingest tokens, as the state file does:")
+    for g in gateways:
+        _say(out, f"  {mosquitto_passwd_line(MOSQUITTO_PASSWORDS, g['id'], g['ingestToken'])}")
+    _say(out, f"then reload the broker: {MOSQUITTO_RELOAD}. (--mosquitto-passwords PATH with "
+              "--setup runs these lines itself.)")
+
+
+async def setup(api: Api, options: SimulateOptions, out: Console,
+                mosquitto_passwd: str | None = None) -> dict[str, Any]:
+    """Create the organization, gateways, connector and trigger; save and show them; with
+    ``mosquitto_passwd`` (the program) add the gateways to --mosquitto-passwords."""
     admin_key = options.admin_key or default_admin_key()
     if not admin_key:
         raise SimulationError(
@@ -277,6 +373,11 @@ async def setup(api: Api, options: SimulateOptions, out: Console) -> dict[str, A
     _say(out, "Start the receiver in another terminal:")
     _say(out, f"  hookstream receive --port {_receive_port(options.receiver)} "
               f"--secret {connector['secret']}")
+    if mosquitto_passwd is not None and options.mosquitto_passwords is not None:
+        await add_to_mosquitto(mosquitto_passwd, options.mosquitto_passwords, gateways,
+                               options.state, out)
+    elif options.transport == "mqtt":
+        _print_mosquitto_lines(gateways, out)
     return state
 
 
@@ -396,14 +497,23 @@ CallbackOnDisconnect = Callable[
 
 class MqttTransport:
     """One paho client per gateway (username: its id, password: its ingest token), QoS 1;
-    a message counts as accepted when its PUBACK arrives."""
+    a message counts as accepted when its PUBACK arrives.
+
+    A broker refusing a gateway's credentials stops the run at once, unless ``sign_in_wait``
+    (new gateways): then the broker may not have reloaded its password file yet, and the run
+    waits that long for it, calling ``on_waiting`` once with what it waits for."""
 
     latency_label = "PUBACK"
 
-    def __init__(self, address: MqttAddress, gateways: list[GatewayCreds], stats: Stats) -> None:
+    def __init__(self, address: MqttAddress, gateways: list[GatewayCreds], stats: Stats,
+                 sign_in_wait: float = 0.0,
+                 on_waiting: Callable[[str], None] | None = None) -> None:
         self.address = address
         self.gateways = gateways
         self.stats = stats
+        self.sign_in_wait = sign_in_wait
+        self.on_waiting = on_waiting
+        self._refusals: dict[int, str] = {}  # gateways refused while waiting, and why
         self._clients: list[Client] = []
         self._slots = [asyncio.Semaphore(MQTT_IN_FLIGHT) for _ in gateways]
         self._pending: dict[tuple[int, int], tuple[str, float]] = {}
@@ -425,7 +535,7 @@ class MqttTransport:
             client.username_pw_set(gw.id, gw.token)
             if self.address.tls:
                 client.tls_set()
-            client.reconnect_delay_set(1, 5)
+            client.reconnect_delay_set(1, 2 if self.sign_in_wait else 5)
             client.max_inflight_messages_set(MQTT_IN_FLIGHT)
             client.on_connect = self._on_connect_cb(index)
             client.on_publish = self._on_publish_cb(index)
@@ -433,36 +543,74 @@ class MqttTransport:
             self._clients.append(client)
             client.connect_async(self.address.host, self.address.port, keepalive=30)
             client.loop_start()
-        answered, waiting = await asyncio.wait(self._connected, timeout=10,
-                                               return_when=asyncio.FIRST_EXCEPTION)
-        # Every outcome is looked at, so no refusal is left unretrieved.
-        errors = [exc for f in answered if (exc := f.exception()) is not None]
-        if errors:
-            raise errors[0]
-        if waiting:
-            raise SimulationError(
-                f"cannot reach the MQTT broker at {self.address.host}:{self.address.port} "
-                "within 10 s (--mqtt-url)"
-            )
+        await self._signed_in()
+        for client in self._clients:
+            client.reconnect_delay_set(1, 5)  # for the run
+
+    async def _signed_in(self) -> None:
+        """Until every gateway is signed in, or the error that stops the run."""
+        start = self._loop.time()
+        while True:
+            # Every outcome is looked at, so no refusal is left unretrieved.
+            errors = [exc for f in self._connected if f.done() and (exc := f.exception())]
+            if errors:
+                raise errors[0]
+            waiting = [i for i, f in enumerate(self._connected) if not f.done()]
+            if not waiting:
+                return
+            unanswered = [i for i in waiting if i not in self._refusals]
+            limit = CONNECT_SECONDS if unanswered else max(CONNECT_SECONDS, self.sign_in_wait)
+            remaining = start + limit - self._loop.time()
+            if remaining <= 0:
+                if unanswered:
+                    raise SimulationError(
+                        f"cannot reach the MQTT broker at {self.address.host}:"
+                        f"{self.address.port} within {CONNECT_SECONDS:g} s (--mqtt-url)"
+                    )
+                gw = self.gateways[waiting[0]]
+                raise SimulationError(
+                    f"the MQTT broker at {self.address.host}:{self.address.port} still "
+                    f"refuses {gw.name} ({gw.id}) after {self.sign_in_wait:g} s: "
+                    f"{self._refusals[waiting[0]]} (each gateway signs in with its id and "
+                    "ingest token: are they in the broker's password file, and did the broker "
+                    f"reload it? {MOSQUITTO_RELOAD})"
+                )
+            # Short waits: a refusal while waiting for a reload completes no future.
+            await asyncio.wait([self._connected[i] for i in waiting],
+                               timeout=min(remaining, 0.25),
+                               return_when=asyncio.FIRST_EXCEPTION)
 
     def _on_connect_cb(self, index: int) -> CallbackOnConnect:
         def on_connect(client: Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode,
                        props: Properties | None) -> None:
-            self._post(self._connect_result, index, reason.is_failure, str(reason))
+            self._post(self._connect_result, index, reason.is_failure, str(reason),
+                       reason.value)
         return on_connect
 
-    def _connect_result(self, index: int, failed: bool, reason: str) -> None:
+    def _connect_result(self, index: int, failed: bool, reason: str, code: int) -> None:
         done = self._connected[index]
-        if done.done():
+        if done.done() or self._closing:
             return
-        if failed:
-            gw = self.gateways[index]
+        gw = self.gateways[index]
+        if failed and self.sign_in_wait and code in NOT_SIGNED_IN:
+            # paho signs in again by itself; the broker may know the gateway once reloaded.
+            if not self._refusals and self.on_waiting is not None:
+                self.on_waiting(
+                    f"the MQTT broker at {self.address.host}:{self.address.port} does not let "
+                    f"{gw.name} ({gw.id}) sign in yet ({reason}): waiting up to "
+                    f"{self.sign_in_wait:g} s for it to know the new gateways (they must be in "
+                    f"its password file, and the broker reloaded: {MOSQUITTO_RELOAD}); "
+                    "Ctrl-C stops"
+                )
+            self._refusals[index] = reason
+        elif failed:
             done.set_exception(SimulationError(
                 f"the MQTT broker at {self.address.host}:{self.address.port} refused "
                 f"{gw.name} ({gw.id}): {reason} (each gateway signs in with its id and ingest "
                 "token: is it in the broker's password file?)"
             ))
         else:
+            self._refusals.pop(index, None)
             done.set_result(None)
 
     def _on_publish_cb(self, index: int) -> CallbackOnPublish:
@@ -535,12 +683,16 @@ async def _pump(fleet: Fleet, transport: Transport, options: SimulateOptions, pa
     batcher = Batcher(options.batch if options.transport == "http" else 1)
     start = time.perf_counter()
 
-    def over() -> bool:
-        elapsed = time.perf_counter() - start
+    def over(elapsed: float | None = None) -> bool:
+        if elapsed is None:
+            elapsed = time.perf_counter() - start
         return stop.is_set() or bool(options.duration and elapsed >= options.duration)
 
-    while not over():
+    while True:
+        # One reading of the clock for both: what is due at the end of the run is not sent.
         elapsed = time.perf_counter() - start
+        if over(elapsed):
+            break
         for _ in range(pacer.due(elapsed)):
             for gateway, kind, bodies in batcher.add(fleet.next(_now_ms()), elapsed):
                 await transport.send(gateway, kind, bodies)
@@ -651,6 +803,7 @@ async def run_simulation(options: SimulateOptions, out: Console, err: Console) -
                       highlight=False)
     if not 1 <= options.batch <= MAX_BATCH:
         raise SimulationError(f"--batch must be 1 to {MAX_BATCH}")
+    mosquitto_passwd = _mosquitto_passwd(options)
     state = None if options.setup else read_state(options.state)
 
     timeout = aiohttp.ClientTimeout(total=30, connect=5)
@@ -658,7 +811,7 @@ async def run_simulation(options: SimulateOptions, out: Console, err: Console) -
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         api = Api(session, options.api)
         if state is None:
-            state = await setup(api, options, out)
+            state = await setup(api, options, out, mosquitto_passwd)
         elif state.get("api") and str(state["api"]).rstrip("/") != api.base:
             err.print(f"note: {options.state} was made against {state['api']}; using "
                       f"{api.base}", highlight=False, markup=False)
@@ -678,7 +831,12 @@ async def run_simulation(options: SimulateOptions, out: Console, err: Console) -
         stats = Stats()
         transport: HttpTransport | MqttTransport
         if address is not None:
-            transport = MqttTransport(address, gateways, stats)
+            # New gateways: the broker may not have reloaded its password file yet.
+            transport = MqttTransport(
+                address, gateways, stats,
+                sign_in_wait=SIGN_IN_WAIT_SECONDS if options.setup else 0.0,
+                on_waiting=lambda text: _say(err, text),
+            )
             target = f"mqtt://{address.host}:{address.port}"
         else:
             transport = HttpTransport(session, options.api, gateways, stats)

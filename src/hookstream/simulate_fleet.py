@@ -4,13 +4,15 @@ Gateways carry devices of three types: climate sensors (temperature, humidity, C
 meters (energy total, power) and door contacts (open/closed events). Readings drift like real
 ones; alarms follow the state (``co2_high`` only while CO2 is high, ``battery_low`` only on a
 low battery, ``overload`` only under a high load). Also here: the pacing of a steady rate,
-HTTP batches, the counters and latency figures of a run, and the MQTT topic and URL rules.
+HTTP batches, the counters and latency figures of a run, the MQTT topic and URL rules, and the
+``mosquitto_passwd`` calls that let the gateways sign in to a broker.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shlex
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -354,6 +356,24 @@ def mqtt_topic(gateway_id: str, kind: str) -> str:
 
 def mqtt_payload(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body)
+
+
+# Where deploy/mosquitto's configuration reads the gateways' credentials, and how the broker
+# is told to read that file again (Mosquitto reloads it on SIGHUP).
+MOSQUITTO_PASSWORDS = "/etc/mosquitto/hookstream/passwords"
+MOSQUITTO_RELOAD = "`kill -HUP <pid of mosquitto>` or `systemctl reload mosquitto`"
+
+
+def mosquitto_passwd_args(passwords: str, gateway_id: str, token: str, *, create: bool = False,
+                          program: str = "mosquitto_passwd") -> list[str]:
+    """The call that lets a gateway sign in to Mosquitto: its id as the user name, its ingest
+    token as the password. ``create`` (``-c``) starts a new file, replacing any already there."""
+    return [program, *(["-c"] if create else []), "-b", passwords, gateway_id, token]
+
+
+def mosquitto_passwd_line(passwords: str, gateway_id: str, token: str) -> str:
+    """The same call as a shell line to copy."""
+    return shlex.join(mosquitto_passwd_args(passwords, gateway_id, token))
 
 
 @dataclass(frozen=True)
