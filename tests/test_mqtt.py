@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from hookstream.ingest.message import FIELDS
@@ -228,6 +229,28 @@ async def test_a_publish_that_comes_twice_is_stored_and_delivered_once(
     assert bridge.stored == 3 and bridge.duplicates == 2
     stored = (await org.api.get("/api/v1/messages", params={"gatewayId": gw["id"]})).json()
     assert len(stored["items"]) == 3
+
+
+async def test_a_message_is_acknowledged_to_the_broker_only_once_it_is_stored(
+    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
+) -> None:
+    """While the database refuses writes nothing is acked; a new bridge gets it from the broker."""
+    gw = await wired(org, receiver)
+    db = service.runtime.db
+    async with running_bridge(service, mosquitto) as bridge:
+        async with db.write() as conn:  # a broken database: the messages table is away
+            await conn.execute(text("ALTER TABLE messages RENAME TO messages_away"))
+        with connected(mosquitto) as tester:
+            tester.publish(f"hookstream/{gw['id']}/values", json.dumps(value(1)))
+        await asyncio.sleep(1.5)  # the bridge has it and keeps failing to store it
+        assert bridge.stored == 0
+    async with db.write() as conn:
+        await conn.execute(text("ALTER TABLE messages_away RENAME TO messages"))
+    assert receiver.received == []
+    async with running_bridge(service, mosquitto) as again:  # the same session, a new process
+        await receiver.wait_for(1)
+    assert again.stored == 1
+    assert json.loads(receiver.received[0].body)["payload"] == 1
 
 
 async def test_with_the_shipped_acl_a_gateway_cannot_publish_under_another_gateways_id(

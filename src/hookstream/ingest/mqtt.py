@@ -223,6 +223,7 @@ class Bridge:
         self._connected = False
         self._disconnected = threading.Event()
         self._stopping = False
+        self._backing_off = False
         self._last_refusal = ""
         self.connected = asyncio.Event()
         # Publishes stored by this bridge, and redeliveries it recognised (logs and tests).
@@ -337,6 +338,8 @@ class Bridge:
                 try:
                     await asyncio.shield(task)
                 except asyncio.CancelledError:
+                    if self._backing_off:  # the database is away: leave it to the broker
+                        task.cancel()
                     with contextlib.suppress(Exception, asyncio.CancelledError):
                         await asyncio.wait_for(task, STOP_GRACE)
                     raise
@@ -361,7 +364,11 @@ class Bridge:
             except Exception as exc:  # the database is away: nothing is acked, retry
                 log.warning("MQTT bridge cannot store %d messages (%s); retrying in %.1f s",
                             len(todo), exc, delay)
-                await asyncio.sleep(delay)
+                self._backing_off = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._backing_off = False
                 delay = min(delay * 2, 10.0)
         else:
             routed = 0
