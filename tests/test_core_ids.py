@@ -82,3 +82,11 @@ def test_a_far_away_time_does_not_pin_later_ids() -> None:
     # The clock's id is from now, not counted up from the far-future one.
     assert now < far
     assert new_id("msg") > now
+
+
+def test_the_time_inside_an_id_is_read_back() -> None:
+    from hookstream.ids import first_id_at, id_time_ms, new_id
+
+    assert id_time_ms(new_id("msg", 1_767_225_600_123)) == 1_767_225_600_123
+    assert id_time_ms(first_id_at("dlv", 42)) == 42
+    assert id_time_ms("msg_not-an-id") == 0 and id_time_ms("") == 0

@@ -94,6 +94,14 @@ def _uvicorn_server(runtime: Runtime) -> uvicorn.Server:
     return _Server(config)
 
 
+def serve_metrics(listen: str) -> None:
+    """/metrics on ``listen`` (host:port) from a thread, for a process without the API."""
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+
+
 async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False) -> None:
     """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -115,6 +123,14 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
         tasks["worker"] = asyncio.create_task(delivery.run())
         # Retention runs where workers run (every such process; they share the work).
         tasks["retention"] = asyncio.create_task(Purger(runtime.db, runtime.settings).run())
+    if api or runtime.settings.metrics_listen:
+        from hookstream.record.queue_sampler import QueueSampler
+
+        tasks["metrics"] = asyncio.create_task(
+            QueueSampler(runtime.db, runtime.settings.metrics_sample_seconds).run()
+        )
+    if not api and runtime.settings.metrics_listen:
+        serve_metrics(runtime.settings.metrics_listen)
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -128,7 +144,7 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
             await asyncio.gather(tasks["api"], return_exceptions=True)
         if "mqtt" in tasks:
             await asyncio.gather(tasks["mqtt"], return_exceptions=True)
-        for role in ("retention", "worker"):
+        for role in ("metrics", "retention", "worker"):
             if role in tasks:
                 tasks[role].cancel()
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -55,12 +53,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _logging(settings: Settings) -> None:
+    from hookstream.logs import configure
+
+    configure(settings)
 
 
 async def _start(
@@ -117,7 +113,7 @@ def serve() -> None:
     """Everything in one process: API, ingest, delivery workers and, when HOOKSTREAM_MQTT_URL
     is set, the MQTT bridge (migrates first)."""
     settings = _settings()
-    _logging()
+    _logging(settings)
     _run(_start(settings, api=True, worker=True, migrate=True, mqtt=settings.mqtt_url is not None))
 
 
@@ -125,7 +121,7 @@ def serve() -> None:
 def api() -> None:
     """The API and ingest only; run many against one PostgreSQL."""
     settings = _settings()
-    _logging()
+    _logging(settings)
     _run(_start(settings, api=True, worker=False, migrate=False))
 
 
@@ -133,7 +129,7 @@ def api() -> None:
 def worker() -> None:
     """A delivery worker only; run many against one PostgreSQL."""
     settings = _settings()
-    _logging()
+    _logging(settings)
     _run(_start(settings, api=False, worker=True, migrate=False))
 
 
@@ -145,7 +141,7 @@ def mqtt() -> None:
         err.print("[bold red]configuration error:[/] HOOKSTREAM_MQTT_URL is not set "
                   "(e.g. mqtt://hookstream-bridge:PASSWORD@127.0.0.1:1883)", highlight=False)
         raise typer.Exit(2)
-    _logging()
+    _logging(settings)
     _run(_start(settings, api=False, worker=False, migrate=False, mqtt=True))
 
 

@@ -38,6 +38,18 @@ def first_id_at(prefix: str, ms: int) -> str:
     return _encode(prefix, max(0, ms) << 80)
 
 
+def id_time_ms(id_: str) -> int:
+    """The millisecond ``new_id`` made ``id_`` in (0 for anything that is not such an id)."""
+    _, _, body = id_.rpartition("_")
+    value = 0
+    for char in body[:10]:  # 26 characters hold 130 bits: the first 10, the 48-bit time
+        index = _CROCKFORD.find(char)
+        if index < 0:
+            return 0
+        value = value * 32 + index
+    return value if len(body) == 26 else 0
+
+
 def now_ms() -> int:
     """Now, in epoch milliseconds (the unit of every stored time)."""
     return int(time.time() * 1000)

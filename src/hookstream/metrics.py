@@ -1,8 +1,13 @@
-"""Prometheus metrics (served at /metrics)."""
+"""Prometheus metrics: served at ``/metrics`` by the API, and on ``HOOKSTREAM_METRICS_LISTEN`` by
+processes without one (``hookstream worker``, ``hookstream mqtt``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 MESSAGES_INGESTED = Counter(
     "hookstream_messages_ingested_total", "Messages accepted and stored, by kind", ["kind"]
@@ -35,3 +40,56 @@ MQTT_DUPLICATES = Counter(
     "hookstream_mqtt_duplicates_total",
     "MQTT publishes recognised as a redelivery of one already stored, and not stored again",
 )
+ATTEMPT_STATUS = Counter(
+    "hookstream_delivery_attempt_status_total",
+    "Delivery attempts by answer: 2xx, 3xx, 4xx, 5xx, timeout, connection_error, refused",
+    ["status_class"],
+)
+DELIVERY_LATENCY = Histogram(
+    "hookstream_delivery_latency_seconds",
+    "From a message's acceptance to its delivery (2xx), retries included",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),
+)
+
+
+def status_class(status_code: int | None, error: str | None) -> str:
+    """The ``status_class`` label of one attempt."""
+    if status_code is not None:
+        return f"{min(max(status_code // 100, 1), 5)}xx"
+    if error and error.startswith("TimeoutError"):
+        return "timeout"
+    if error and error.startswith("TargetRefused"):
+        return "refused"
+    return "connection_error"
+
+
+class QueueCollector(Collector):
+    """Queue depth and the age of the oldest due delivery per connector, as last sampled.
+
+    Sampled from the database every few seconds (``record.queue_sampler``), not at scrape
+    time: a scrape never waits on the database.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, float]] = []  # connector id, depth, oldest due (s)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "hookstream_queue_depth",
+            "Pending deliveries (due, scheduled for a retry, or in flight), per connector",
+            labels=["connector_id"],
+        )
+        age = GaugeMetricFamily(
+            "hookstream_queue_oldest_due_seconds",
+            "How long the oldest due, unclaimed delivery has waited, per connector",
+            labels=["connector_id"],
+        )
+        for connector_id, count, oldest in self.rows:
+            depth.add_metric([connector_id], count)
+            age.add_metric([connector_id], oldest)
+        yield depth
+        yield age
+
+
+QUEUE = QueueCollector()
+REGISTRY.register(QUEUE)

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from hookstream.errors import ConfigurationError
@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     # A publish whose bytes (same gateway and kind) were stored this recently is a redelivery.
     mqtt_deduplicate_seconds: float = Field(default=86400.0, ge=0)
     allow_private_targets: bool = False
+    # Logs: "text" for people, "json" for one JSON object per line (with delivery and message
+    # ids as fields).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # host:port where roles without the API (worker, mqtt) serve /metrics; unset: none.
+    metrics_listen: str | None = None
+    # How often the queue gauges of /metrics are sampled from the database.
+    metrics_sample_seconds: float = Field(default=5.0, gt=0)
     data_dir: Path = Path("var")
 
     # What survives a power loss on SQLite: "full" fsyncs every commit (a 202 survives a
@@ -96,15 +104,18 @@ class Settings(BaseSettings):
             raise ValueError("retry delays must be finite numbers of seconds, zero or more")
         return value
 
-    @field_validator("listen")
+    @field_validator("listen", "metrics_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
+    def _check_listen(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
         host, sep, port = value.rpartition(":")
         bare = host.removeprefix("[").removesuffix("]")
         bad_v6 = ":" in bare and not (host.startswith("[") and host.endswith("]"))
         if not sep or not bare or bad_v6 or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError(
-                "HOOKSTREAM_LISTEN must be HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000"
+                f"HOOKSTREAM_{str(info.field_name).upper()} must be HOST:PORT, "
+                "e.g. 127.0.0.1:8000 or [::1]:8000"
             )
         return value
 

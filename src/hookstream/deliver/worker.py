@@ -16,7 +16,14 @@ from hookstream.deliver.oauth2 import TokenCache
 from hookstream.deliver.retry import Answer, RetryPolicy, Verdict
 from hookstream.deliver.signing import secret_key
 from hookstream.deliver.webhook import Endpoint
-from hookstream.metrics import ATTEMPT_SECONDS, DELIVERY_ATTEMPTS
+from hookstream.ids import id_time_ms
+from hookstream.metrics import (
+    ATTEMPT_SECONDS,
+    ATTEMPT_STATUS,
+    DELIVERY_ATTEMPTS,
+    DELIVERY_LATENCY,
+    status_class,
+)
 from hookstream.queue.claimer import Claimed, Claimer
 from hookstream.queue.wakeup import PostgresListener, Wakeup
 from hookstream.record.recorder import Outcome, Recorder
@@ -232,6 +239,19 @@ class Worker:
         next_at = int((decision.retry_at or now) * 1000)
         status = "pending" if decision.verdict is Verdict.RETRY else decision.verdict.value
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
+        ATTEMPT_STATUS.labels(status_class(result.status_code, result.error)).inc()
+        if decision.verdict is Verdict.DELIVERED:
+            for c in members:
+                DELIVERY_LATENCY.observe(max(0.0, now - id_time_ms(c.message_id) / 1000))
+        else:
+            log.info(
+                "attempt %d of %s to %s: %s; %s", number, webhook_id, endpoint.id,
+                result.status_code or result.error, decision.verdict.value,
+                extra={"delivery_id": head.id, "message_id": head.message_id,
+                       "webhook_id": webhook_id,
+                       "connector_id": endpoint.id, "attempt": number,
+                       "status_code": result.status_code, "outcome": decision.verdict.value},
+            )
         for c in members:
             self.recorder.put(Outcome(
                 c.id, c.lease_id, status, number, next_at, result,

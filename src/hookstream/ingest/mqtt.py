@@ -451,7 +451,8 @@ class Bridge:
             if item.refusal is not None:
                 MQTT_REFUSED.labels(item.refusal.code).inc()
                 log.warning("MQTT message on %s refused (%s): %s", item.topic,
-                            item.refusal.code, item.refusal.message)
+                            item.refusal.code, item.refusal.message,
+                            extra={"topic": item.topic, "reason": item.refusal.code})
                 parts = item.topic.split("/")
                 gateway = item.gateway_id or (parts[1] if len(parts) > 1 else "")
                 if gateway and "+" not in gateway and "#" not in gateway:

@@ -566,6 +566,18 @@ batch_members = select(deliveries.c.id).where(
     deliveries.c.status == "pending",
     deliveries.c.next_attempt_at <= bindparam("now"),
 )
+# /metrics: pending deliveries per connector and the oldest unclaimed one's due time.
+queue_depth = (
+    select(
+        deliveries.c.connector_id,
+        func.count().label("depth"),
+        func.min(
+            case((deliveries.c.lease_id.is_(None), deliveries.c.next_attempt_at))
+        ).label("oldest_due"),
+    )
+    .where(deliveries.c.status == "pending")
+    .group_by(deliveries.c.connector_id)
+)
 next_due_at = select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
 
 # An outcome is written only by the worker still holding the lease.

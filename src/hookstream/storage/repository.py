@@ -99,6 +99,9 @@ class Repository:
         )
         return {r.source_digest for r in rows}
 
+    async def queue_depth(self) -> Rows:
+        return await self._all(q.queue_depth)
+
     async def existing_gateway_ids(self, org_id: str, ids: list[str]) -> set[str]:
         rows = await self._all(q.existing_gateway_ids, {"org_id": org_id, "ids": ids})
         return {r[0] for r in rows}

@@ -1,0 +1,137 @@
+"""/metrics and structured logs, as an operator scrapes and reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from hookstream.record.queue_sampler import QueueSampler
+from hookstream.settings import Settings
+from tests.support import (
+    Org,
+    Received,
+    Service,
+    eventually,
+    free_port,
+    hookstream_cmd,
+    running_receiver,
+    running_service,
+    settings_env,
+    spawn,
+)
+
+
+def value(i: int) -> dict[str, Any]:
+    return {"deviceId": "dev-1", "property": "energy", "timestamp": 1_767_225_600_000 + i,
+            "payload": i}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page, by name and labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def scrape(client: httpx.AsyncClient, url: str = "/metrics") -> dict[Any, float]:
+    resp = await client.get(url)
+    assert resp.status_code == 200
+    return samples(resp.text)
+
+
+async def test_queue_depth_and_oldest_due_age_per_connector(settings: Settings) -> None:
+    async with running_service(settings, worker=False) as svc, running_receiver() as rec:
+        org = await svc.new_org()
+        gw = await org.gateway()
+        busy = await org.connector(rec.url)
+        idle = await org.connector(rec.url)
+        await org.trigger(busy["id"], ["values"], [gw["id"]])
+        await org.trigger(idle["id"], ["events"], [gw["id"]])
+        resp = await org.ingest(gw["ingestToken"], "values", [value(i) for i in range(3)])
+        assert resp.status_code == 202
+        await asyncio.sleep(0.3)
+        await QueueSampler(svc.runtime.db, 5).sample()
+        page = await scrape(svc.client)
+        await org.api.aclose()
+    assert page[("hookstream_queue_depth", (("connector_id", busy["id"]),))] == 3
+    assert page[("hookstream_queue_oldest_due_seconds", (("connector_id", busy["id"]),))] >= 0.3
+    assert ("hookstream_queue_depth", (("connector_id", idle["id"]),)) not in page
+
+
+async def test_attempts_by_status_class_and_delivery_latency(service: Service, org: Org) -> None:
+    async def flaky(_: Received, n: int) -> web.Response:
+        return web.Response(status=503 if n == 1 else 204)
+
+    before = await scrape(service.client)
+    async with running_receiver(flaky) as rec:
+        gw = await org.gateway()
+        con = await org.connector(rec.url)
+        await org.trigger(con["id"], ["values"], [gw["id"]])
+        await org.ingest(gw["ingestToken"], "values", value(1))
+        await rec.wait_for(2)
+        await asyncio.sleep(0.2)
+    after = await scrape(service.client)
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+    assert grew("hookstream_delivery_attempt_status_total", (("status_class", "5xx"),)) == 1
+    assert grew("hookstream_delivery_attempt_status_total", (("status_class", "2xx"),)) == 1
+    assert grew("hookstream_delivery_latency_seconds_count") == 1
+    # The retry waited 0.2 s (the test schedule): the latency counts it.
+    assert grew("hookstream_delivery_latency_seconds_bucket", (("le", "0.1"),)) == 0
+    assert grew("hookstream_messages_ingested_total", (("kind", "values"),)) == 1
+
+
+async def test_a_worker_process_logs_json_lines_with_ids_and_serves_metrics(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(settings, HOOKSTREAM_LOG_FORMAT="json",
+                       HOOKSTREAM_METRICS_LISTEN=f"127.0.0.1:{port}")
+    log = tmp_path / "worker.log"
+
+    async def failing(_: Received, __: int) -> web.Response:
+        return web.Response(status=500)
+
+    async with running_service(settings, worker=False) as svc, running_receiver(failing) as rec:
+        org = await svc.new_org()
+        gw = await org.gateway()
+        con = await org.connector(rec.url)
+        await org.trigger(con["id"], ["values"], [gw["id"]])
+        (message_id,) = (await org.ingest(gw["ingestToken"], "values", value(1))).json()["ids"]
+        worker = spawn(hookstream_cmd("worker"), env, log)
+        try:
+            await rec.wait_for(1)
+            async with httpx.AsyncClient() as client:
+                async def scraped() -> bool:
+                    try:
+                        page = await scrape(client, f"http://127.0.0.1:{port}/metrics")
+                    except httpx.TransportError:
+                        return False
+                    key = ("hookstream_delivery_attempt_status_total", (("status_class", "5xx"),))
+                    return page.get(key, 0) >= 1
+
+                await eventually(scraped, timeout=15)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(worker.wait, 20)
+        await org.api.aclose()
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    attempt = next(r for r in lines if r.get("message_id") == message_id)
+    assert attempt["connector_id"] == con["id"] and attempt["status_code"] == 500
+    assert attempt["delivery_id"].startswith("dlv_") and attempt["outcome"] == "retry"
+    assert attempt["level"] == "INFO" and "time" in attempt
+    # Nothing is logged as text (the banner on standard output is not a log record).
+    assert not [ln for ln in log.read_text().splitlines()
+                if re.match(r"^\d{4}-\d\d-\d\d .* (INFO|WARNING|ERROR) ", ln)]
