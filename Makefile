@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench drills
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hookstream needs Python 3.11 or newer (found %s); set PYTHON=python3.11" % sys.version.split()[0]'
@@ -22,11 +22,17 @@ run: $(STAMP)
 	HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true exec $(BIN)/hookstream serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench drills
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+drills: $(STAMP)
+	$(BIN)/python -m drills $(DRILLS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
