@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from hookstream.ids import hash_key, new_key
+from hookstream.ingest.committer import GroupCommitter
 from hookstream.queue.wakeup import Wakeup
 from hookstream.security.secretbox import SecretBox, load_secrets_key
 from hookstream.settings import Settings
@@ -28,7 +29,11 @@ class Runtime:
     # Set when this process generated the admin key (printed once by the caller).
     new_admin_key: str | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
+    committer: GroupCommitter = field(init=False)
     started_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.committer = GroupCommitter(self.db)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

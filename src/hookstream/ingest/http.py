@@ -12,7 +12,6 @@ from hookstream.errors import BadRequest, PayloadTooLarge, Unauthorized, Validat
 from hookstream.ids import hash_key
 from hookstream.ingest import idempotency
 from hookstream.ingest.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
-from hookstream.ingest.store import store_messages
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
 from hookstream.storage.repository import Repository
 
@@ -119,11 +118,9 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
             messages=messages, key=key, digest=digest, window_seconds=window,
         )
     else:
-        async with rt.db.write() as conn:
-            ids, routed = await store_messages(
-                Repository(conn), org_id=gateway.org_id, gateway_id=gateway.id, kind=kind,
-                messages=messages,
-            )
+        ids, routed = await rt.committer.store(
+            org_id=gateway.org_id, gateway_id=gateway.id, kind=kind, messages=messages
+        )
         answer = idempotency.Answer({"accepted": len(ids), "ids": ids}, False, routed)
     if not answer.replayed:
         MESSAGES_INGESTED.labels(kind).inc(answer.body["accepted"])

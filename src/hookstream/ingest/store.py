@@ -81,18 +81,3 @@ async def insert_planned(repo: Repository, planned: Planned) -> None:
     await repo.insert_deliveries(planned.delivery_rows)
     if planned.delivery_rows:
         await repo.notify_due()
-
-
-async def store_messages(
-    repo: Repository, *, org_id: str, gateway_id: str, kind: str,
-    messages: list[DatastreamMessage],
-) -> tuple[list[str], int]:
-    """Insert the messages and one pending delivery per matching active connector.
-
-    Returns the message ids and the number of deliveries created. The caller commits.
-    """
-    planned = await plan_messages(
-        repo, org_id=org_id, gateway_id=gateway_id, kind=kind, messages=messages
-    )
-    await insert_planned(repo, planned)
-    return planned.ids, len(planned.delivery_rows)
