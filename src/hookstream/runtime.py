@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from hookstream.ids import hash_key, new_key
+from hookstream.ingest.auth import GatewayTokens
 from hookstream.ingest.committer import GroupCommitter
 from hookstream.queue.wakeup import Wakeup
 from hookstream.security.secretbox import SecretBox, load_secrets_key
@@ -30,10 +31,12 @@ class Runtime:
     new_admin_key: str | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
     committer: GroupCommitter = field(init=False)
+    gateway_tokens: GatewayTokens = field(init=False)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.db)
+        self.gateway_tokens = GatewayTokens(self.db)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

@@ -89,11 +89,12 @@ async def update(
 
 
 @router.delete("/{gateway_id}", status_code=204,
-               summary="Delete a gateway (its token stops working)")
+               summary="Delete a gateway (its token stops working, within 2 s in every process)")
 async def delete(gateway_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     async with rt.db.write() as conn:
         repo = Repository(conn)
         if not await repo.delete_gateway(org_id, gateway_id, now_ms()):
             raise _not_found(gateway_id)
         await repo.unlink_gateway_from_triggers(gateway_id)
+    rt.gateway_tokens.forget(gateway_id)  # at once here; other processes within TTL
     return Response(status_code=204)

@@ -9,11 +9,9 @@ from fastapi import APIRouter, Request
 from hookstream.api.common import RuntimeDep, bearer
 from hookstream.api.responses import JSON
 from hookstream.errors import BadRequest, PayloadTooLarge, Unauthorized, ValidationFailed
-from hookstream.ids import hash_key
 from hookstream.ingest import idempotency
 from hookstream.ingest.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
-from hookstream.storage.repository import Repository
 
 router = APIRouter(tags=["ingest"])
 
@@ -84,9 +82,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
     response_class=JSON,
 )
 async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
-    token = bearer(request)
-    async with rt.db.read() as conn:
-        gateway = await Repository(conn).gateway_by_token_hash(hash_key(token))
+    gateway = await rt.gateway_tokens.gateway(bearer(request))
     if gateway is None:
         INGEST_REJECTED.labels("unauthorized").inc()
         raise Unauthorized("unknown ingest token")
