@@ -6,6 +6,8 @@ filters are functions; fixed ones are constants, compiled once and cached.
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import (
     Select,
     String,
@@ -33,6 +35,7 @@ from hookstream.storage.tables import (
     gateways,
     messages,
     meta,
+    metadata,
     organizations,
     trigger_gateways,
     triggers,
@@ -320,6 +323,23 @@ routing_rows = (
 # --- messages ---------------------------------------------------------------------------
 insert_messages: Insert = insert(messages)
 insert_deliveries: Insert = insert(deliveries)
+
+
+@functools.lru_cache(maxsize=64)
+def bulk_insert(table_name: str, columns: tuple[str, ...], paramstyle: str) -> str:
+    """INSERT for the driver's own executemany (ingest's hot path: no per-row SQLAlchemy work).
+
+    ``paramstyle`` is the dialect's: ``qmark`` (SQLite) or ``numeric_dollar`` (asyncpg).
+    """
+    table = metadata.tables[table_name]
+    names = ", ".join(table.c[c].name for c in columns)  # KeyError for a column not in it
+    if paramstyle == "qmark":
+        marks = ", ".join("?" for _ in columns)
+    elif paramstyle == "numeric_dollar":
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    else:
+        raise ValueError(f"unsupported paramstyle {paramstyle}")
+    return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
 _message_cols = (
     messages.c.id,
     messages.c.gateway_id,
