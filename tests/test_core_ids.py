@@ -90,3 +90,15 @@ def test_the_time_inside_an_id_is_read_back() -> None:
     assert id_time_ms(new_id("msg", 1_767_225_600_123)) == 1_767_225_600_123
     assert id_time_ms(first_id_at("dlv", 42)) == 42
     assert id_time_ms("msg_not-an-id") == 0 and id_time_ms("") == 0
+
+
+def test_the_fast_encoder_spells_ids_as_the_reference_encoder_does() -> None:
+    import random
+
+    from hookstream import ids
+
+    rng = random.Random(7)
+    values = [0, (1 << 128) - 1, (1 << 80) - 1, 1 << 80]
+    values += [(rng.randrange(2**48) << 80) | rng.getrandbits(80) for _ in range(2000)]
+    for value in values:
+        assert ids._encode_fast("msg", value) == ids._encode("msg", value)
