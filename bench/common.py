@@ -298,6 +298,9 @@ class Workspace:
         )
         if listen is not None:
             env["HOOKSTREAM_LISTEN"] = listen
+        # BENCH_HOOKSTREAM_X=v sets HOOKSTREAM_X=v for the measured processes (to try settings).
+        env.update({k.removeprefix("BENCH_"): v for k, v in os.environ.items()
+                    if k.startswith("BENCH_HOOKSTREAM_")})
         env.update(extra)
         return env
 

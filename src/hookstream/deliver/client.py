@@ -107,6 +107,8 @@ class Sender:
 
     def timeout(self, connect: float | None, total: float | None) -> aiohttp.ClientTimeout:
         """A connector's own timeouts, falling back to the deployment's."""
+        if connect is None and total is None:
+            return self._timeout
         connect = connect or self._timeout.connect
         return aiohttp.ClientTimeout(
             total=total or self._timeout.total, connect=connect, sock_connect=connect

@@ -32,8 +32,12 @@ class Repository:
         return (await self.conn.execute(stmt, params or {})).all()
 
     async def _many(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self.conn.execute(stmt, rows)
+        """``stmt`` once per row, through the driver's executemany (rows share their keys)."""
+        if not rows:
+            return
+        sql, order, fixed = q.driver_sql(stmt, self.conn.dialect, tuple(rows[0]))
+        params = [tuple(r[k] if k in r else fixed[k] for k in order) for r in rows]
+        await self.conn.exec_driver_sql(sql, params)
 
     async def _count(self, stmt: Any, params: dict[str, Any]) -> int:
         return (await self.conn.execute(stmt, params)).rowcount
