@@ -4,16 +4,24 @@ bad input."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookstream.api.responses import JSON
 from hookstream.errors import ApiError
+from hookstream.storage.database import database_away
 
 log = logging.getLogger(__name__)
+_last_database_log = 0.0
+
+
 
 _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -83,6 +91,25 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such path"
         return error_response(exc.status_code, code, message)
+
+    async def _database(request: Request, exc: Exception) -> JSON:
+        if not database_away(exc):
+            return await _unexpected(request, exc)
+        global _last_database_log
+        now = time.monotonic()
+        if now - _last_database_log > 10:  # one line per 10 s, not one per request
+            _last_database_log = now
+            log.warning("the database cannot be reached (%s); answering 503", exc)
+        response = error_response(503, "database_unavailable",
+                                  "the database cannot be reached; try again shortly")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    # Handled here (not by the catch-all below, which Starlette re-raises and uvicorn logs and
+    # answers by closing the connection): a database restart is a 503, once in the log.
+    for kind in (DBAPIError, SATimeoutError, OSError, asyncpg.PostgresConnectionError,
+                 asyncpg.ConnectionDoesNotExistError):
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSON:

@@ -141,7 +141,9 @@ class Sender:
                     await resp.content.read(_DRAIN_LIMIT)
                 return done(
                     status_code=resp.status,
-                    response_body=excerpt.decode("utf-8", "replace") or None,
+                    # PostgreSQL's text refuses NUL; the excerpt is for people anyway.
+                    response_body=excerpt.decode("utf-8", "replace").replace("\x00", "\ufffd")
+                    or None,
                     retry_after=resp.headers.get("Retry-After"),
                     abort=resp.headers.get("webhook-delivery", "").strip().lower()
                     == ABORT_HEADER_VALUE,

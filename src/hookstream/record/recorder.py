@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from hookstream.deliver.client import AttemptResult
 from hookstream.ids import new_id
 from hookstream.record.alerts import AlertEvent, enqueue_alerts
-from hookstream.storage.database import Database
+from hookstream.storage.database import Database, database_away
 from hookstream.storage.repository import Repository
 
 log = logging.getLogger(__name__)
+
+# Failures of one batch, the database answering, before its outcomes are written one by one.
+BAD_BATCH_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +95,26 @@ class Recorder:
     ) -> None:
         delay = 0.1
         deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        failures = 0
         while True:
             try:
                 await self._write(outcomes)
                 break
-            except Exception:  # noqa: BLE001 - keep the batch; the database may come back
+            except Exception as exc:  # noqa: BLE001 - keep the batch; the database may come back
                 log.exception("writing %d delivery outcomes failed; retrying", len(outcomes))
+                failures += 1
+                if not database_away(exc) and failures >= BAD_BATCH_TRIES:
+                    # The database answers but refuses this batch: one bad outcome must not
+                    # stop every other. Alone, a bad one is dropped: its lease runs out and
+                    # its delivery is sent again.
+                    if len(outcomes) > 1:
+                        for outcome in outcomes:
+                            await self._write_until_done([outcome], give_up_after)
+                        return
+                    log.error("dropped the outcome of delivery %s (%s); it is sent again when "
+                              "its lease runs out", outcomes[0].delivery_id, exc,
+                              extra={"delivery_id": outcomes[0].delivery_id})
+                    return
                 if deadline is not None and time.monotonic() > deadline:
                     # Shutting down: the leases run out and these deliveries are retried.
                     log.error("gave up writing %d outcomes at shutdown", len(outcomes))

@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -29,6 +30,31 @@ async def database_errors(url: str) -> AsyncIterator[None]:
     except (OSError, SQLAlchemyError, asyncpg.PostgresError) as exc:
         where = make_url(async_url(url)).render_as_string(hide_password=True)
         raise StorageError(f"the database {where} cannot be used: {exc}") from exc
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached (not a bad statement or row)."""
+    if isinstance(exc, (*_AWAY, SATimeoutError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if exc.statement is None:  # failed while connecting, before any statement
+        return True
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return isinstance(cause, _AWAY)
+
+
+# asyncpg's errors for a server that is restarting, shutting down or gone.
+_AWAY = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+)
 
 
 def async_url(url: str) -> str:
