@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import glob
 import os
 import random
@@ -35,6 +34,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from cryptography.fernet import Fernet
+from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 
 from hookstream.deliver.signing import SignatureMismatch, verify
 
@@ -881,85 +881,12 @@ def running_postgres(keep: bool = False) -> Iterator[Postgres]:
 
 # --- our own Mosquitto --------------------------------------------------------------------
 
-MOSQUITTO = shutil.which("mosquitto") or next(
-    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None
-)
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
-BRIDGE_USER = "hookstream-bridge"
 
-
-class Mosquitto:
-    """Mosquitto with ``deploy/mosquitto``'s configuration and ACL, its paths moved into
-    ``directory`` and its listener on a free port of 127.0.0.1."""
-
-    def __init__(self, directory: Path) -> None:
-        if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
-            raise Skip("Mosquitto is not installed (apt install mosquitto)")
-        self.directory = directory
-        self.port = free_port()
-        self.bridge_password = secrets.token_urlsafe(16)
-        (directory / "data").mkdir(parents=True, exist_ok=True)
-        self.conf = directory / "mosquitto.conf"
-        self.passwords = directory / "passwords"
-        self.acl = directory / "acl"
-        self.log = directory / "mosquitto.log"
-        self.acl.write_text((SHIPPED_MOSQUITTO / "acl").read_text())
-        self.conf.write_text(self._render((SHIPPED_MOSQUITTO / "mosquitto.conf").read_text()))
-        self.process: subprocess.Popen[bytes] | None = None
-        self.add_user(BRIDGE_USER, self.bridge_password)
-
-    def _render(self, shipped: str) -> str:
-        moved = {
-            "listener": f"listener {self.port} 127.0.0.1",
-            "password_file": f"password_file {self.passwords}",
-            "acl_file": f"acl_file {self.acl}",
-            "persistence_location": f"persistence_location {self.directory / 'data'}/",
-        }
-        lines = [moved.get(line.split(" ", 1)[0], line) for line in shipped.splitlines()]
-        # As root Mosquitto would switch to the mosquitto user, who cannot read these files.
-        lines += [f"user {getpass.getuser()}", f"log_dest file {self.log}"]
-        return "\n".join(lines) + "\n"
-
-    def bridge_url(self) -> str:
-        return f"mqtt://{BRIDGE_USER}:{self.bridge_password}@127.0.0.1:{self.port}"
-
-    def add_user(self, name: str, password: str) -> None:
-        assert MOSQUITTO_PASSWD is not None
-        create = [] if self.passwords.exists() else ["-c"]
-        subprocess.run([MOSQUITTO_PASSWD, *create, "-b", str(self.passwords), name, password],
-                       check=True, capture_output=True)
-
-    def reload(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGHUP)
-
-    def start(self) -> None:
-        assert MOSQUITTO is not None
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), 0.2):
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def stop(self) -> int | None:
-        """A graceful stop (SIGTERM): Mosquitto writes its persistence file."""
-        process, self.process = self.process, None
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-            return None
+def own_mosquitto(directory: Path) -> Mosquitto:
+    """A Mosquitto of the drill's own, or Skip when it is not installed."""
+    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
+        raise Skip("Mosquitto is not installed (apt install mosquitto)")
+    return Mosquitto(directory)
 
 
 # --- the drill's frame --------------------------------------------------------------------

@@ -28,12 +28,12 @@ from drills.common import (
     Context,
     DrillResult,
     Ledger,
-    Mosquitto,
     Options,
     Processes,
     drill_frame,
     finish,
     message,
+    own_mosquitto,
     provision,
     running_receiver,
     start_serve,
@@ -177,7 +177,7 @@ async def _burst(gateways: list[Gateway], ledger: Ledger, count: int) -> None:
 
 async def _restarts(ctx: Context, result: DrillResult) -> None:
     o, say = ctx.options, ctx.say
-    broker = Mosquitto(ctx.workdir / "mosquitto")
+    broker = own_mosquitto(ctx.workdir / "mosquitto")
     broker.start()
     ledger = Ledger()
     procs = Processes()
@@ -188,7 +188,7 @@ async def _restarts(ctx: Context, result: DrillResult) -> None:
                 aiohttp.ClientSession() as session:
             try:
                 _, base = await start_serve(ctx, procs, session,
-                                            HOOKSTREAM_MQTT_URL=broker.bridge_url())
+                                            HOOKSTREAM_MQTT_URL=broker.url())
                 took = await wait_for(lambda: bridge_connected(session, base), 30,
                                       "the bridge connected")
                 say(f"bridge connected ({took:.1f} s)")
@@ -196,8 +196,7 @@ async def _restarts(ctx: Context, result: DrillResult) -> None:
                                          gateways=o.gateways)
                 receiver.secret = tenant.secret
                 for gateway_id, token in tenant.gateways:
-                    broker.add_user(gateway_id, token)
-                broker.reload()
+                    broker.add_user(gateway_id, token)  # and reloads the running broker
                 await asyncio.sleep(0.3)
                 gateways = [Gateway(g, t, broker.port, ledger) for g, t in tenant.gateways]
                 for gw in gateways:

@@ -1,6 +1,7 @@
-"""Brokers the tests start themselves: Debian's Mosquitto with the shipped configuration on a free
-port (so a test can stop, kill and restart it), or, where Mosquitto is not installed, an amqtt
-broker (MQTT 3.1.1 only) for the tests that need no more; and a small paho client."""
+"""Brokers the tests (and ``make drills``) start themselves: Debian's Mosquitto with the
+shipped configuration on a free port (so a test can stop, kill and restart it), or, where
+Mosquitto is not installed, an amqtt broker (MQTT 3.1.1 only) for the tests that need no more;
+and a small paho client."""
 
 from __future__ import annotations
 
@@ -68,12 +69,19 @@ class Broker:
     def start(self) -> None:
         raise NotImplementedError
 
-    def stop(self) -> None:
-        """A graceful stop (SIGTERM): Mosquitto writes its persistence file."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(15)
-        self.process = None
+    def stop(self) -> int | None:
+        """A graceful stop (SIGTERM): Mosquitto writes its persistence file. Its exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            return None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -130,8 +138,8 @@ class Mosquitto(Broker):
     def start(self) -> None:
         assert MOSQUITTO is not None
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                            stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_for_port(self.port)
         except AssertionError:
