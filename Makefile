@@ -28,7 +28,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The charts need matplotlib (the bench extra): installed on first use; without it the
+# benchmarks still run and say that the charts were skipped.
 bench: $(STAMP)
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]' || echo "matplotlib could not be installed: charts will be skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 drills: $(STAMP)

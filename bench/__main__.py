@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): hookstream's throughput and latency, each figure next
 to a reference measured in the same run, so that it reads as a ratio.
 
-Prints a table and writes bench/results/latest.json and a timestamped copy.
+Prints a table (with the project's targets, met or not), writes bench/results/latest.json and
+a timestamped copy, and charts (bench/results/*.png) when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from bench.backlog import backlog
+from bench.charts import draw
 from bench.common import (
     RESULTS,
     Databases,
@@ -38,13 +41,18 @@ from bench.common import (
     timestamp,
 )
 from bench.drain import drain
+from bench.fanout import fanout
 from bench.ingest import Reference, ingest
 from bench.latency import latency
+from bench.mqtt import mosquitto_missing, mqtt_ingest
 from bench.profile import py_spy
+from bench.targets import verdict
 
-BENCHMARKS = ("drain", "ingest", "latency")
-QUICK = dict(deliveries=5_000, ingest_seconds=3.0, ingest_warmup=0.5, latency_seconds=3.0)
-FULL = dict(deliveries=100_000, ingest_seconds=15.0, latency_seconds=30.0)
+BENCHMARKS = ("drain", "ingest", "latency", "fanout", "isolation", "backlog", "mqtt")
+QUICK = dict(deliveries=5_000, ingest_seconds=3.0, ingest_warmup=0.5, latency_seconds=3.0,
+             fanout_messages=50, backlog=50_000, mqtt_messages=5_000)
+FULL = dict(deliveries=100_000, ingest_seconds=15.0, latency_seconds=30.0,
+            fanout_messages=1000, backlog=1_000_000, mqtt_messages=100_000)
 
 
 def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
@@ -56,10 +64,21 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="5,000 deliveries, 3 s of ingest and of latency")
+                      help="5,000 deliveries, 3 s of ingest and of latency, 50 messages "
+                           "fanned out, a backlog of 50,000, 5,000 MQTT messages")
     size.add_argument("--full", action="store_true",
-                      help="100,000 deliveries, 15 s of ingest, 30 s of latency")
+                      help="100,000 deliveries, 15 s of ingest, 30 s of latency, 1,000 "
+                           "messages fanned out, a backlog of 1,000,000, 100,000 MQTT "
+                           "messages")
     parser.add_argument("--deliveries", type=int, help="drain backlog (default 20,000)")
+    parser.add_argument("--fanout-messages", type=int,
+                        help="messages fanned out to every connector (default 200)")
+    parser.add_argument("--fanout-connectors", type=int,
+                        help="healthy connectors of the fan-out (default 100)")
+    parser.add_argument("--backlog", type=int,
+                        help="the large backlog (default 200,000; 1,000,000 with --full)")
+    parser.add_argument("--mqtt-messages", type=int,
+                        help="messages published over MQTT (default 20,000)")
     parser.add_argument("--ingest-seconds", type=float, help="measured span per ingest figure")
     parser.add_argument("--latency-rate", help="offered msg/s, or several comma-separated "
                                                "(default 1000)")
@@ -95,6 +114,8 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
         "latency_seconds": args.latency_seconds,
         "concurrency": args.concurrency, "connector_concurrency": args.connector_concurrency,
         "sqlite_synchronous": args.sqlite_synchronous,
+        "fanout_messages": args.fanout_messages, "fanout_connectors": args.fanout_connectors,
+        "backlog": args.backlog, "mqtt_messages": args.mqtt_messages,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if args.only:
@@ -117,7 +138,7 @@ async def run(options: Options, workers: list[int]) -> dict[str, Any]:
         "startedAt": timestamp(), "mode": options.mode,
         "options": {k: (sorted(v) if isinstance(v, frozenset) else v)
                     for k, v in vars(options).items() if k != "postgresql_url"},
-        "machine": machine(), "figures": [], "errors": [],
+        "machine": machine(), "figures": [], "errors": [], "skipped": [],
     }
     figures: list[Figure] = []
     ws = Workspace(options)
@@ -156,6 +177,26 @@ async def run(options: Options, workers: list[int]) -> dict[str, Any]:
         if "latency" in options.only:
             for dbs in databases:
                 await attempt(f"latency {dbs.label}", partial(latency, ws, dbs, receiver, options))
+        if options.only & {"fanout", "isolation"}:
+            for dbs in databases:
+                await attempt(f"fan-out {dbs.label}", partial(
+                    fanout, ws, dbs, receiver, options, "isolation" in options.only))
+        # The large backlog and MQTT on SQLite (hookstream's default, one node) only.
+        sqlite = databases[0]
+        if "backlog" in options.only:
+            drained = next((f for f in figures if f.benchmark == "drain"
+                            and f.database == sqlite.label and f.details.get("workers") == 1),
+                           None)
+            await attempt(f"backlog {sqlite.label}",
+                          partial(backlog, ws, sqlite, receiver, options, drained))
+        if "mqtt" in options.only:
+            missing = mosquitto_missing()
+            if missing:
+                say(f"MQTT skipped: {missing}")
+                doc["skipped"].append({"benchmark": "mqtt", "reason": missing})
+            else:
+                await attempt(f"mqtt {sqlite.label}",
+                              partial(mqtt_ingest, ws, sqlite, receiver, options))
         await receiver.close()
     finally:
         ws.close()
@@ -171,7 +212,9 @@ async def _listed(figure: Awaitable[Figure]) -> list[Figure]:
     return [await figure]
 
 
-def _number(value: float, unit: str) -> str:
+def _number(value: float | None, unit: str) -> str:
+    if value is None or math.isnan(value):
+        return "–"
     if unit == "ms":
         return f"{value:,.1f} ms"
     return f"{value:,.0f} {unit}"
@@ -194,6 +237,22 @@ def _note(fig: dict[str, Any]) -> str:
         resp = d.get("responseMs", {})
         return (f"response p50 {resp.get('p50')} ms, p99 {resp.get('p99')} ms; "
                 f"cores: {busy}")
+    if fig["benchmark"] in ("fanout", "isolation"):
+        hanging = d.get("hanging")
+        held = (f"hanging connector: {hanging['requests']} requests held, "
+                f"{hanging['maxConnections']} connections; " if hanging else "")
+        return (f"{held}{d['deliveries']:,} deliveries, last {d['secondsIngestToLastDelivery']:.2f}"
+                f" s after the first ingest (first {d['secondsToFirstDelivery']:.2f} s); "
+                f"dup {d['duplicates']}; cores: {busy}")
+    if fig["benchmark"] == "backlog":
+        if "see" in d:
+            return "VmHWM of the worker; reference: the drain's worker"
+        return (f"steady {d['steadyPerSecond']:,.0f}/s; backlog ingested at "
+                f"{d['backlogIngest']['messagesPerSecond']:,.0f} msg/s; dup "
+                f"{d['duplicates']}; cores: {busy}")
+    if fig["benchmark"] == "mqtt":
+        return (f"{d['messages']:,} stored in {d['secondsPublishToStored']:.2f} s; broker "
+                f"acked the publisher at {d['publisherAckedPerSecond']:,.0f}/s; cores: {busy}")
     if "client" in d:
         achieved = d.get("acceptedPerSecond") or 0.0
         overloaded = (f"[bold red]overloaded: 202s came at {achieved:,.0f}/s[/]; "
@@ -216,19 +275,25 @@ def print_table(doc: dict[str, Any], console: Console) -> None:
                 f"{m['loadAverageAtStart'][0]:.2f}",
     )
     for col, justify in (("benchmark", "left"), ("db", "left"), ("hookstream", "right"),
-                         ("reference", "right"), ("ratio", "right"), ("notes", "left")):
+                         ("reference", "right"), ("ratio", "right"), ("target", "left"),
+                         ("notes", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for fig in doc["figures"]:
         ratio = fig["ratio"]
-        good = (ratio >= 1) if fig["higherIsBetter"] else (ratio <= 1)
+        nan = ratio is None or math.isnan(ratio)
+        good = not nan and ((ratio >= 1) if fig["higherIsBetter"] else (ratio <= 1))
         colour = "green" if good else "yellow"
+        v = verdict(fig)
+        target = "" if v is None else (
+            f"{v.target}: [{'green' if v.met else 'bold red'}]{v.mark}[/]")
         table.add_row(
             fig["name"], fig["database"], _number(fig["value"], fig["unit"]),
             _number(fig["reference"], fig["referenceUnit"]),
-            f"[{colour}]{ratio:.2f}×[/]" if not math.isnan(ratio) else "–",
-            _note(fig),
+            f"[{colour}]{ratio:.2f}×[/]" if not nan else "–", target, _note(fig),
         )
     console.print(table)
+    for skipped in doc.get("skipped", []):
+        console.print(f"[yellow]{skipped['benchmark']} skipped:[/] {skipped['reason']}")
     for err in doc["errors"]:
         console.print(f"[bold red]{err['benchmark']} failed:[/] {err['error']}")
     for fig in doc["figures"]:
@@ -260,10 +325,20 @@ def main(argv: list[str] | None = None) -> int:
         doc = asyncio.run(run(options, workers))
     else:
         doc = uvloop.run(run(options, workers))
-    console = Console(width=max(Console().width, 160))
+    for fig in doc["figures"]:
+        v = verdict(fig)
+        if v is not None:
+            fig["target"] = {"target": v.target, "met": v.met}
+    console = Console(width=max(Console().width, 200))
     print_table(doc, console)
     for path in write(doc):
         say(f"wrote {path}")
+    charts = draw(doc)
+    if isinstance(charts, str):
+        say(charts)
+    else:
+        for chart in charts:
+            say(f"wrote {chart}")
     return 1 if doc["errors"] else 0
 
 

@@ -52,9 +52,19 @@ class Options:
     ingest_batch_clients: int = 16
     latency_rates: tuple[float, ...] = (1000.0,)
     latency_seconds: float = 10.0
+    # Fan-out and isolation: messages ingested, each to fanout_connectors connectors.
+    fanout_connectors: int = 100
+    fanout_messages: int = 200
+    # The large backlog drained by one worker (its rate against the drain figure's).
+    backlog: int = 200_000
+    backlog_clients: int = 4
+    # Messages published over MQTT (QoS 1), and the publisher's messages in flight.
+    mqtt_messages: int = 20_000
+    mqtt_inflight: int = 1000
     sqlite_synchronous: str = "full"
     postgresql_url: str | None = None
-    only: frozenset[str] = frozenset({"drain", "ingest", "latency"})
+    only: frozenset[str] = frozenset({"drain", "ingest", "latency", "fanout", "isolation",
+                                      "backlog", "mqtt"})
     profile: bool = False
     keep: bool = False
 
@@ -210,6 +220,19 @@ def _self_cpu() -> tuple[float, float]:
 
 # --- processes --------------------------------------------------------------------------
 
+def rss_mb(pid: int) -> dict[str, float | None]:
+    """A process's resident memory now (VmRSS) and at its peak so far (VmHWM), in MB
+    (10^6 bytes), from /proc/PID/status; None where that cannot be read."""
+    found: dict[str, float | None] = {"rss": None, "peak": None}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                kb = float(value.split()[0])
+                found["rss" if key == "VmRSS" else "peak"] = round(kb * 1024 / 1e6, 1)
+    return found
+
+
 def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -305,10 +328,11 @@ class Workspace:
         return env
 
     def hookstream(self, role: str, database_url: str, *, listen: str | None = None,
-                   name: str | None = None) -> Proc:
+                   name: str | None = None, env: dict[str, str] | None = None) -> Proc:
         name = name or role
         proc = spawn(name, [sys.executable, "-m", "hookstream", role],
-                     self.env(database_url, listen), self.dir, self.dir / f"{name}.log")
+                     self.env(database_url, listen, **(env or {})), self.dir,
+                     self.dir / f"{name}.log")
         self.procs.append(proc)
         return proc
 
@@ -368,11 +392,11 @@ async def wait_http(proc: Proc, url: str, timeout: float = 60.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def hookstream_api(ws: Workspace, role: str, database_url: str) -> AsyncIterator[
-        tuple[Proc, str]]:
+async def hookstream_api(ws: Workspace, role: str, database_url: str,
+                         env: dict[str, str] | None = None) -> AsyncIterator[tuple[Proc, str]]:
     """``hookstream api`` (or ``serve``) on a free port, ready; stopped on the way out."""
     port = free_port()
-    proc = ws.hookstream(role, database_url, listen=f"127.0.0.1:{port}")
+    proc = ws.hookstream(role, database_url, listen=f"127.0.0.1:{port}", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_http(proc, base + "/readyz")
@@ -392,8 +416,9 @@ class Receiver:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    async def start(cls, ws: Workspace) -> Receiver:
-        proc = ws.python("receiver", "bench.receiver")
+    async def start(cls, ws: Workspace, name: str = "receiver", hang: bool = False
+                    ) -> Receiver:
+        proc = ws.python(name, "bench.receiver", *(["--hang"] if hang else []))
         line = await wait_log_line(proc, "listening ")
         return cls(proc, int(line.split()[1]))
 
@@ -448,6 +473,10 @@ class Databases:
     async def pending(self, url: str) -> int:
         raise NotImplementedError
 
+    async def messages(self, url: str) -> int:
+        """How many messages the database holds."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         return None
 
@@ -470,6 +499,11 @@ class SqliteDatabases(Databases):
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
             row = conn.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'")
             return int(row.fetchone()[0])
+
+    async def messages(self, url: str) -> int:
+        path = url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+            return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
 class PostgresDatabases(Databases):
@@ -539,6 +573,16 @@ class PostgresDatabases(Databases):
         finally:
             await conn.close()
 
+    async def messages(self, url: str) -> int:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        conn = await asyncpg.connect(self._dsn(make_url(url).database))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM messages"))
+        finally:
+            await conn.close()
+
     async def close(self) -> None:
         for name in reversed(self.made):
             with contextlib.suppress(Exception):
@@ -573,15 +617,32 @@ class Tenant:
     gateway_id: str
     token: str
     connector_id: str
+    connector_ids: tuple[str, ...] = ()
 
     @property
     def ingest_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
 
+@dataclass(frozen=True)
+class Target:
+    """One connector to create: where it points (its values to ``base_url + values``) and its
+    limits.maxConcurrency (None: the default, HOOKSTREAM_CONNECTOR_MAX_CONCURRENCY)."""
+
+    base_url: str
+    max_concurrency: int | None = None
+    values: str = "/values"
+
+
 async def create_tenant(base: str, admin_key: str, receiver_url: str,
                         connector_concurrency: int) -> Tenant:
     """Everything a gateway's values need to reach the receiver, over the HTTP API."""
+    return await create_tenant_to(base, admin_key, [Target(receiver_url, connector_concurrency)])
+
+
+async def create_tenant_to(base: str, admin_key: str, targets: list[Target]) -> Tenant:
+    """An organization, a gateway, and one connector per target, each with a trigger for the
+    gateway's values: every value is delivered once to every target."""
     async with aiohttp.ClientSession(base_url=base) as http:
         async def post(path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
             async with http.post(path, json=body,
@@ -594,15 +655,20 @@ async def create_tenant(base: str, admin_key: str, receiver_url: str,
         org = await post("/api/v1/organizations", admin_key, {"name": "Bench"})
         key = org["apiKey"]
         gateway = await post("/api/v1/gateways", key, {"name": "Bench gateway"})
-        connector = await post("/api/v1/connectors", key, {
-            "name": "bench receiver", "baseUrl": receiver_url,
-            "routes": {"values": "/values", "events": "/events", "alarms": "/alarms"},
-            "limits": {"maxConcurrency": connector_concurrency},
-            "active": True,
-        })
-        await post(f"/api/v1/connectors/{connector['id']}/triggers", key,
-                   {"kinds": [KIND], "gatewayIds": [gateway["id"]]})
-    return Tenant(key, gateway["id"], gateway["ingestToken"], connector["id"])
+        ids: list[str] = []
+        for n, target in enumerate(targets):
+            body: dict[str, Any] = {
+                "name": f"bench receiver {n + 1}", "baseUrl": target.base_url,
+                "routes": {"values": target.values, "events": "/events", "alarms": "/alarms"},
+                "active": True,
+            }
+            if target.max_concurrency is not None:
+                body["limits"] = {"maxConcurrency": target.max_concurrency}
+            connector = await post("/api/v1/connectors", key, body)
+            await post(f"/api/v1/connectors/{connector['id']}/triggers", key,
+                       {"kinds": [KIND], "gatewayIds": [gateway["id"]]})
+            ids.append(connector["id"])
+    return Tenant(key, gateway["id"], gateway["ingestToken"], ids[0], tuple(ids))
 
 
 # --- messages ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from bench.common import (
     fake_webhook_headers,
     hookstream_api,
     message,
+    rss_mb,
     say,
     wait_pending,
 )
@@ -33,9 +34,11 @@ from bench.load import post_count, session
 from bench.profile import profiled
 
 
-async def reference(receiver: Receiver, options: Options) -> tuple[float, dict[str, Any]]:
-    """Requests/s of a bare aiohttp client posting the backlog's bodies to the receiver."""
-    n = options.deliveries
+async def reference(receiver: Receiver, options: Options, n: int | None = None
+                    ) -> tuple[float, dict[str, Any]]:
+    """Requests/s of a bare aiohttp client posting ``n`` (default: the backlog's size) bodies
+    of the backlog's kind to the receiver."""
+    n = options.deliveries if n is None else n
     bodies = [orjson.dumps(message(i)) for i in range(min(n, 1000))]
     await receiver.reset()
 
@@ -54,17 +57,20 @@ async def reference(receiver: Receiver, options: Options) -> tuple[float, dict[s
     return result.items_per_second, {**result.summary(), "cpu": cpu}
 
 
-async def ingest_backlog(base: str, tenant_headers: dict[str, str], options: Options
-                         ) -> dict[str, Any]:
-    n, size = options.deliveries, options.backlog_batch
+async def ingest_backlog(base: str, tenant_headers: dict[str, str], options: Options,
+                         n: int | None = None, clients: int = 2) -> dict[str, Any]:
+    """``n`` messages (default: the drain's backlog) in batches of ``options.backlog_batch``
+    from ``clients`` concurrent clients."""
+    n = options.deliveries if n is None else n
+    size = options.backlog_batch
     batches = (n + size - 1) // size
 
     def request(b: int) -> tuple[bytes, dict[str, str]]:
         items = [message(i) for i in range(b * size, min(n, (b + 1) * size))]
         return orjson.dumps(items), tenant_headers
 
-    async with session(4) as http:
-        result = await post_count(http, f"{base}/ingest/v1/{KIND}", batches, 2, request,
+    async with session(max(4, clients)) as http:
+        result = await post_count(http, f"{base}/ingest/v1/{KIND}", batches, clients, request,
                                   expect=202, items_per_request=size)
     if result.errors:
         raise RuntimeError(f"backlog ingest: {result.statuses}")
@@ -112,6 +118,7 @@ async def drain(ws: Workspace, dbs: Databases, receiver: Receiver, options: Opti
             received_all = float(stats["last"])
             recorded_all = await wait_pending(dbs, url, 0, timeout=60)
         details["cpu"] = window.finish()
+        details["workerMemoryMB"] = {p.name: rss_mb(p.pid) for p in procs}
     finally:
         for proc in procs:
             ws.stop(proc)

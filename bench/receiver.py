@@ -1,16 +1,19 @@
 """A minimal, fast webhook receiver for the benchmarks, run as its own process.
 
-``python -m bench.receiver [--host H] [--port P]`` prints ``listening PORT`` once it accepts
-connections, then answers every request ``204 No Content`` over HTTP/1.1 keep-alive
-(pipelined requests are answered in order; Content-Length and chunked bodies are read).
+``python -m bench.receiver [--host H] [--port P] [--hang]`` prints ``listening PORT`` once it
+accepts connections, then answers every request ``204 No Content`` over HTTP/1.1 keep-alive
+(pipelined requests are answered in order; Content-Length and chunked bodies are read). With
+``--hang`` it reads and counts every request but never answers one (control requests aside):
+an endpoint that accepts connections and then hangs.
 
-It counts requests, distinct ``webhook-id`` values and body bytes, and notes the first and
+It counts requests, distinct (path, ``webhook-id``) pairs and body bytes, and notes the first and
 last arrival (``time.time()``). In latency mode it also reads each JSON body and keeps
 ``arrival - body["payload"]`` (seconds): the benchmarks put the send time in ``payload``.
 
 Control requests (not counted), answered with JSON:
 
-- ``GET /__bench/stats``: ``{"requests", "unique", "bytes", "first", "last", "latency"}``
+- ``GET /__bench/stats``: ``{"requests", "unique", "bytes", "first", "last", "latency",
+  "connections", "maxConnections"}`` (connections open now, and the most open at once)
 - ``POST /__bench/reset`` (``?latency=1`` switches latency mode on): zero every counter
 - ``GET /__bench/samples``: ``{"samples": [seconds, ...]}`` (latency mode)
 """
@@ -44,23 +47,30 @@ class Stats:
     first: float | None = None
     last: float | None = None
     latency: bool = False
+    hang: bool = False
+    connections: int = 0
+    max_connections: int = 0
     ids: set[bytes] = field(default_factory=set)
     samples: list[float] = field(default_factory=list)
 
     def reset(self, latency: bool) -> None:
         self.requests, self.body_bytes, self.first, self.last = 0, 0, None, None
         self.latency = latency
+        self.max_connections = self.connections
         self.ids = set()
         self.samples = []
 
-    def record(self, webhook_id: bytes | None, body: bytes, now: float) -> None:
+    def record(self, webhook_id: bytes | None, body: bytes, now: float,
+               target: bytes = b"") -> None:
         self.requests += 1
         self.body_bytes += len(body)
         if self.first is None:
             self.first = now
         self.last = now
         if webhook_id is not None:
-            self.ids.add(webhook_id)
+            # One message fanned out to several connectors keeps its webhook-id: the path
+            # (one per connector in the fan-out benchmarks) tells the copies apart.
+            self.ids.add(target + b" " + webhook_id)
         if self.latency and body[:1] == b"{":
             try:
                 sent = orjson.loads(body).get("payload")
@@ -76,6 +86,7 @@ class Stats:
             doc: object = {
                 "requests": self.requests, "unique": len(self.ids), "bytes": self.body_bytes,
                 "first": self.first, "last": self.last, "latency": self.latency,
+                "connections": self.connections, "maxConnections": self.max_connections,
             }
         elif name == b"reset" and method == b"POST":
             self.reset(latency=b"latency=1" in query)
@@ -121,6 +132,11 @@ class HttpReceiver(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.stats.connections += 1
+        self.stats.max_connections = max(self.stats.max_connections, self.stats.connections)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.connections -= 1
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -183,16 +199,17 @@ class HttpReceiver(asyncio.Protocol):
             if target.startswith(CONTROL):
                 out.append(self.stats.control(method, target))
             else:
-                self.stats.record(webhook_id, body, now)
-                out.append(NO_CONTENT if keep_alive else NO_CONTENT_CLOSE)
+                self.stats.record(webhook_id, body, now, target)
+                if not self.stats.hang:
+                    out.append(NO_CONTENT if keep_alive else NO_CONTENT_CLOSE)
         if out:
             self.transport.write(b"".join(out))
         if close:
             self.transport.close()
 
 
-async def serve(host: str, port: int) -> None:
-    stats = Stats()
+async def serve(host: str, port: int, hang: bool = False) -> None:
+    stats = Stats(hang=hang)
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -210,13 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hang", action="store_true",
+                        help="read every request, answer none (an endpoint that hangs)")
     args = parser.parse_args(argv)
     try:
         import uvloop
 
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, args.hang))
     except ImportError:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.hang))
     sys.exit(0)
 
 
