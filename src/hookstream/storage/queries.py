@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Select,
     String,
     Update,
@@ -345,6 +346,8 @@ def driver_sql(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> DriverSql:
         order = tuple(compiled.positiontup or ())
         fixed = {k: v for k, v in compiled.params.items() if k not in keys}
         found = (compiled.string, order, fixed)
+        if len(_driver_sql) >= 1024:  # claim shapes vary with the connectors due; stay small
+            _driver_sql.clear()
         _driver_sql[cache_key] = found
     return found
 
@@ -514,29 +517,39 @@ due_connectors = select(
 _earlier = deliveries.alias("earlier")
 
 
-def due_ids(shares: dict[str, tuple[int, bool]], now: int) -> Select[tuple[str]]:
+@functools.lru_cache(maxsize=256)
+def due_ids(per_device: tuple[bool, ...]) -> Select[tuple[str]]:
     """The ids of each connector's first due deliveries, up to its share.
 
-    For a connector ordered per device, only a device's oldest open delivery qualifies: the
-    next one waits until it is delivered or has failed for good.
+    One part per connector (``per_device[i]`` says how the i-th is ordered), each taking its
+    first ``n{i}`` due deliveries of connector ``c{i}`` through the index; parameters ``c{i}``,
+    ``n{i}`` and ``now``. Built once per shape and cached: building and compiling it on every
+    claim cost more than running it. For a connector ordered per device, only a device's
+    oldest open delivery qualifies: the next one waits until it is delivered or has failed
+    for good.
     """
     parts = []
-    for connector_id, (count, per_device) in shares.items():
+    for i, ordered in enumerate(per_device):
         first = select(deliveries.c.id).where(
-            deliveries.c.connector_id == connector_id,
+            deliveries.c.connector_id == bindparam(f"c{i}"),
             deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= now,
+            deliveries.c.next_attempt_at <= bindparam("now"),
         )
-        if per_device:
+        if ordered:
             first = first.where(
                 ~exists().where(
                     _earlier.c.connector_id == deliveries.c.connector_id,
                     _earlier.c.device_id == deliveries.c.device_id,
-                    _earlier.c.status.in_(("pending", "held")),
+                    # Not IN (...): an expanding list cannot go to the driver as it is.
+                    or_(_earlier.c.status == "pending", _earlier.c.status == "held"),
                     _earlier.c.message_id < deliveries.c.message_id,
                 )
             )
-        sub = first.order_by(deliveries.c.next_attempt_at).limit(count).subquery()
+        sub = (
+            first.order_by(deliveries.c.next_attempt_at)
+            .limit(bindparam(f"n{i}", type_=Integer))
+            .subquery()
+        )
         parts.append(select(sub.c.id))
     return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
 

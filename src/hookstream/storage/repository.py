@@ -249,7 +249,14 @@ class Repository:
     async def due_ids(self, shares: dict[str, tuple[int, bool]], now: int) -> list[str]:
         if not shares:
             return []
-        return [r.id for r in await self._all(q.due_ids(shares, now))]
+        params: dict[str, Any] = {"now": now}
+        for i, (connector_id, (count, _)) in enumerate(shares.items()):
+            params[f"c{i}"], params[f"n{i}"] = connector_id, count
+        stmt = q.due_ids(tuple(per_device for _, per_device in shares.values()))
+        sql, order, fixed = q.driver_sql(stmt, self.conn.dialect, tuple(params))
+        values = tuple(params[k] if k in params else fixed[k] for k in order)
+        result = await self.conn.exec_driver_sql(sql, values)
+        return [r[0] for r in result]
 
     async def claim_ids(
         self, ids: list[str], *, now: int, lease_until: int, lease_id: str
