@@ -518,6 +518,31 @@ async def start_serve(ctx: Context, procs: Processes, session: aiohttp.ClientSes
     return serve, base
 
 
+# The banner a worker prints once its database is open.
+WORKER_STARTED = "delivery worker on"
+
+
+async def start_split(ctx: Context, procs: Processes, session: aiohttp.ClientSession,
+                      env: dict[str, str]) -> tuple[Proc, list[Proc], str]:
+    """An ``api`` and two ``worker`` processes on ``env``'s database, started and ready;
+    (api, workers, base URL)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = procs.add(Proc.hookstream(
+        "api", {**env, "HOOKSTREAM_LISTEN": f"127.0.0.1:{port}"}, ctx.workdir))
+    workers = [procs.add(Proc.hookstream("worker", env, ctx.workdir, f"worker-{n}"))
+               for n in (1, 2)]
+    api.start()
+    for w in workers:
+        w.start()
+    took = await wait_ready(session, base, proc=api)
+    for w in workers:
+        await w.wait_log(WORKER_STARTED)
+    ctx.say(f"api (pid {api.pid}) and 2 workers (pids {[w.pid for w in workers]}) ready in "
+            f"{took:.1f} s")
+    return api, workers, base
+
+
 async def migrate(env: dict[str, str], workdir: Path) -> None:
     """``hookstream migrate`` (the api and worker roles do not migrate)."""
     done = await asyncio.to_thread(

@@ -22,21 +22,18 @@ from drills.common import (
     Ledger,
     Options,
     Postgres,
-    Proc,
     Processes,
     drill_frame,
     finish,
-    free_port,
     hookstream_env,
     migrate,
     provision,
     running_postgres,
     running_receiver,
-    wait_ready,
+    start_split,
 )
 
 NAME = "postgres-restart"
-STARTED = "delivery worker on"
 
 
 async def postgres_drill(options: Options, workdir: Path) -> DrillResult:
@@ -69,24 +66,12 @@ async def _restarts(ctx: Context, result: DrillResult) -> None:
         say(f"PostgreSQL {pg.version} of our own at 127.0.0.1:{pg.port} (fsync on)")
         env = hookstream_env(url, ctx.workdir / "var", ctx.keys, o)
         await migrate(env, ctx.workdir)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         ledger = Ledger()
         procs = Processes()
-        api = procs.add(Proc.hookstream(
-            "api", {**env, "HOOKSTREAM_LISTEN": f"127.0.0.1:{port}"}, ctx.workdir))
-        workers = [procs.add(Proc.hookstream("worker", env, ctx.workdir, f"worker-{n}"))
-                   for n in (1, 2)]
         async with running_receiver(ledger, o.receiver_delay) as receiver, \
                 aiohttp.ClientSession() as session:
             try:
-                api.start()
-                for w in workers:
-                    w.start()
-                took = await wait_ready(session, base, proc=api)
-                for w in workers:
-                    await w.wait_log(STARTED)
-                say(f"api (pid {api.pid}) and 2 workers ready in {took:.1f} s")
+                _, _, base = await start_split(ctx, procs, session, env)
                 tenant = await provision(session, base, ctx.keys.admin, receiver.url)
                 receiver.secret = tenant.secret
                 say(f"load: {o.rate:.0f} msg/s, {o.clients} clients")

@@ -18,28 +18,27 @@ from pathlib import Path
 import aiohttp
 
 from drills.common import (
+    WORKER_STARTED,
     Context,
     DrillResult,
     HttpLoad,
     Ledger,
     Options,
-    Proc,
     Processes,
     drill_frame,
     finish,
-    free_port,
     hookstream_env,
     migrate,
     provision,
     running_postgres,
     running_receiver,
     start_serve,
+    start_split,
     wait_ready,
 )
 
 SERVE = "sigkill-serve"
 WORKER = "sigkill-worker"
-STARTED = "delivery worker on"  # the banner a worker prints once its database is open
 
 
 async def serve_drill(options: Options, workdir: Path, kills: int | None = None) -> DrillResult:
@@ -100,25 +99,12 @@ async def _worker(ctx: Context, result: DrillResult, kills: int) -> None:
         say(f"PostgreSQL {pg.version} of our own at 127.0.0.1:{pg.port} ({pg.directory})")
         env = hookstream_env(url, ctx.workdir / "var", ctx.keys, o)
         await migrate(env, ctx.workdir)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         ledger = Ledger()
         procs = Processes()
-        api = procs.add(Proc.hookstream(
-            "api", {**env, "HOOKSTREAM_LISTEN": f"127.0.0.1:{port}"}, ctx.workdir))
-        workers = [procs.add(Proc.hookstream("worker", env, ctx.workdir, f"worker-{n}"))
-                   for n in (1, 2)]
         async with running_receiver(ledger, o.receiver_delay) as receiver, \
                 aiohttp.ClientSession() as session:
             try:
-                api.start()
-                for w in workers:
-                    w.start()
-                took = await wait_ready(session, base, proc=api)
-                for w in workers:
-                    await w.wait_log(STARTED)
-                say(f"api (pid {api.pid}) ready in {took:.1f} s; workers pids "
-                    f"{[w.pid for w in workers]}")
+                _, workers, base = await start_split(ctx, procs, session, env)
                 tenant = await provision(session, base, ctx.keys.admin, receiver.url)
                 receiver.secret = tenant.secret
                 say(f"load: {o.rate:.0f} msg/s, {o.clients} clients, 1-{o.max_batch} messages "
@@ -135,7 +121,7 @@ async def _worker(ctx: Context, result: DrillResult, kills: int) -> None:
                         say(f"kill {n}/{kills}: SIGKILL of {victim.name} (pid {pid}) after "
                             f"{wait:.1f} s (so far {accepted} accepted, {arrived} delivered)")
                         victim.start()
-                        took = await victim.wait_log(STARTED)
+                        took = await victim.wait_log(WORKER_STARTED)
                         say(f"  {victim.name} started again (pid {victim.pid}), working in "
                             f"{took:.1f} s")
                     await asyncio.sleep(ctx.rng.uniform(*o.kill_after))
