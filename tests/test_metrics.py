@@ -125,8 +125,14 @@ async def test_a_worker_process_logs_json_lines_with_ids_and_serves_metrics(
                 await eventually(scraped, timeout=15)
         finally:
             worker.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(worker.wait, 20)
-        await org.api.aclose()
+            try:
+                code = await asyncio.to_thread(worker.wait, 20)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait(10)
+                await org.api.aclose()
+        assert code == 0, "the worker did not stop cleanly on SIGTERM"
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     attempt = next(r for r in lines if r.get("message_id") == message_id)
     assert attempt["connector_id"] == con["id"] and attempt["status_code"] == 500

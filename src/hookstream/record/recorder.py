@@ -76,8 +76,9 @@ class Recorder:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     break
-                try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), timeout))
+                try:  # asyncio.timeout: wait_for can swallow a cancellation on Python 3.11
+                    async with asyncio.timeout(timeout):
+                        pending.append(await self._queue.get())
                 except TimeoutError:
                     break
             await asyncio.shield(self._write_until_done(pending))
