@@ -37,7 +37,6 @@ from hookstream.storage.tables import (
     gateways,
     messages,
     meta,
-    metadata,
     organizations,
     trigger_gateways,
     triggers,
@@ -352,21 +351,6 @@ def driver_sql(stmt: Any, dialect: Any, keys: tuple[str, ...]) -> DriverSql:
     return found
 
 
-@functools.lru_cache(maxsize=64)
-def bulk_insert(table_name: str, columns: tuple[str, ...], paramstyle: str) -> str:
-    """INSERT for the driver's own executemany (ingest's hot path: no per-row SQLAlchemy work).
-
-    ``paramstyle`` is the dialect's: ``qmark`` (SQLite) or ``numeric_dollar`` (asyncpg).
-    """
-    table = metadata.tables[table_name]
-    names = ", ".join(table.c[c].name for c in columns)  # KeyError for a column not in it
-    if paramstyle == "qmark":
-        marks = ", ".join("?" for _ in columns)
-    elif paramstyle == "numeric_dollar":
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    else:
-        raise ValueError(f"unsupported paramstyle {paramstyle}")
-    return f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
 _message_cols = (
     messages.c.id,
     messages.c.gateway_id,

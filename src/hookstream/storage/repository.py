@@ -200,18 +200,10 @@ class Repository:
 
     # --- messages -----------------------------------------------------------------------
     async def insert_messages(self, rows: list[dict[str, Any]]) -> None:
-        await self._bulk_insert("messages", rows)
+        await self._many(q.insert_messages, rows)
 
     async def insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
-        await self._bulk_insert("deliveries", rows)
-
-    async def _bulk_insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        """Rows that all have the same keys, through the driver's executemany."""
-        if not rows:
-            return
-        columns = tuple(rows[0])
-        sql = q.bulk_insert(table, columns, self.conn.dialect.paramstyle)
-        await self.conn.exec_driver_sql(sql, [tuple(r[c] for c in columns) for r in rows])
+        await self._many(q.insert_deliveries, rows)
 
     async def get_message(self, org_id: str, message_id: str) -> Row[Any] | None:
         return await self._one(q.get_message, {"org_id": org_id, "id": message_id})
