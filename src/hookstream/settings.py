@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     retention_batch: int = Field(default=1000, ge=1)
     retention_interval: float = Field(default=60.0, gt=0)
 
+    # The thermostat cloud's authorization server: lifetimes of what it issues.
+    oauth_access_token_seconds: int = Field(default=3600, ge=1)
+    oauth_refresh_token_seconds: int = Field(default=90 * 86400, ge=1)
+    oauth_code_seconds: int = Field(default=600, ge=1)
+    # Console sign-in: a session lasts this long; cookies are Secure when the request came
+    # over https (or always / never when set).
+    console_session_seconds: int = Field(default=12 * 3600, ge=60)
+    console_secure_cookies: bool | None = None
+    # /smarther/v2.0: requests per minute per subscription key (a token bucket of that size).
+    subscription_key_rate_per_minute: int = Field(default=600, ge=1)
+
     @field_validator("retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:

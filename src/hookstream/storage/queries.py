@@ -33,13 +33,22 @@ from sqlalchemy.sql.dml import Insert
 from hookstream.storage.tables import (
     attempts,
     connectors,
+    console_sessions,
     deliveries,
     gateways,
     messages,
     meta,
+    modules,
+    oauth_clients,
+    oauth_codes,
+    oauth_tokens,
     organizations,
+    plant_subscriptions,
+    plants,
+    subscription_keys,
     trigger_gateways,
     triggers,
+    users,
 )
 
 # --- meta -------------------------------------------------------------------------------
@@ -252,10 +261,13 @@ connector_failed = (
     .where(connectors.c.id == bindparam("b_id"), connectors.c.failing_since.is_(None))
     .values(failing_since=bindparam("b_since"))
 )
+# A plant subscription is never switched off for failing: the app cannot switch it on again,
+# and its changes wait, in order, until the endpoint is back (the original bans and drops).
 failing_since_before = select(connectors.c.id, connectors.c.failing_since).where(
     connectors.c.id.in_(bindparam("ids", expanding=True)),
     connectors.c.active.is_(True),
     connectors.c.failing_since <= bindparam("cutoff"),
+    or_(connectors.c.system.is_(None), connectors.c.system != "subscription"),
 )
 deactivate_connector = (
     update(connectors)
@@ -813,4 +825,344 @@ purge_idempotency_keys = delete(idempotency_keys).where(
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
+)
+
+
+# --- plants and modules (the thermostat cloud) -------------------------------------------
+insert_plant = insert(plants)
+_plant_cols = (plants.c.id, plants.c.name, plants.c.created_at, plants.c.updated_at)
+get_plant = select(*_plant_cols).where(
+    plants.c.org_id == bindparam("org_id"),
+    plants.c.id == bindparam("id"),
+    plants.c.deleted_at.is_(None),
+)
+
+
+def list_plants(org_id: str, after: str | None, limit: int) -> Select[tuple[object, ...]]:
+    q = select(*_plant_cols).where(plants.c.org_id == org_id, plants.c.deleted_at.is_(None))
+    if after:
+        q = q.where(plants.c.id > after)
+    return q.order_by(plants.c.id).limit(limit)
+
+
+update_plant = update(plants).where(
+    plants.c.org_id == bindparam("b_org_id"),
+    plants.c.id == bindparam("b_id"),
+    plants.c.deleted_at.is_(None),
+)
+delete_plant = (
+    update(plants)
+    .where(
+        plants.c.org_id == bindparam("b_org_id"),
+        plants.c.id == bindparam("b_id"),
+        plants.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("b_now"))
+)
+delete_plant_modules = (
+    update(modules)
+    .where(modules.c.plant_id == bindparam("b_plant_id"), modules.c.deleted_at.is_(None))
+    .values(deleted_at=bindparam("b_now"))
+)
+
+insert_module = insert(modules)
+_module_cols = (
+    modules.c.id,
+    modules.c.plant_id,
+    modules.c.name,
+    modules.c.gateway_id,
+    modules.c.device_id,
+    modules.c.mapping,
+    modules.c.state,
+    modules.c.state_version,
+    modules.c.created_at,
+    modules.c.updated_at,
+)
+get_module = select(*_module_cols).where(
+    modules.c.org_id == bindparam("org_id"),
+    modules.c.plant_id == bindparam("plant_id"),
+    modules.c.id == bindparam("id"),
+    modules.c.deleted_at.is_(None),
+)
+
+
+def list_modules(
+    org_id: str, plant_id: str, after: str | None, limit: int
+) -> Select[tuple[object, ...]]:
+    q = select(*_module_cols).where(
+        modules.c.org_id == org_id, modules.c.plant_id == plant_id, modules.c.deleted_at.is_(None)
+    )
+    if after:
+        q = q.where(modules.c.id > after)
+    return q.order_by(modules.c.id).limit(limit)
+
+
+update_module = update(modules).where(
+    modules.c.org_id == bindparam("b_org_id"),
+    modules.c.plant_id == bindparam("b_plant_id"),
+    modules.c.id == bindparam("b_id"),
+    modules.c.deleted_at.is_(None),
+)
+delete_module = (
+    update(modules)
+    .where(
+        modules.c.org_id == bindparam("b_org_id"),
+        modules.c.plant_id == bindparam("b_plant_id"),
+        modules.c.id == bindparam("b_id"),
+        modules.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("b_now"))
+)
+# A state change lands only on the version it was computed from (else: read again, retry).
+write_module_state = (
+    update(modules)
+    .where(
+        modules.c.id == bindparam("b_id"),
+        modules.c.state_version == bindparam("b_version"),
+        modules.c.deleted_at.is_(None),
+    )
+    .values(
+        state=bindparam("b_state"),
+        state_version=bindparam("b_new_version"),
+        updated_at=bindparam("b_now"),
+    )
+)
+# Ingest: the modules that the messages of this gateway (by device) report for.
+reported_modules = select(
+    modules.c.id,
+    modules.c.org_id,
+    modules.c.plant_id,
+    modules.c.device_id,
+    modules.c.mapping,
+    modules.c.state,
+    modules.c.state_version,
+).where(
+    modules.c.gateway_id == bindparam("gateway_id"),
+    modules.c.device_id.in_(bindparam("device_ids", expanding=True)),
+    modules.c.deleted_at.is_(None),
+)
+# Ingest: the organization's gateways that have modules linked (cached briefly).
+linked_gateway_ids = (
+    select(modules.c.gateway_id)
+    .where(
+        modules.c.org_id == bindparam("org_id"),
+        modules.c.gateway_id.is_not(None),
+        modules.c.deleted_at.is_(None),
+    )
+    .distinct()
+)
+
+# --- plant subscriptions --------------------------------------------------------------------
+insert_plant_subscription = insert(plant_subscriptions)
+_subscription_cols = (
+    plant_subscriptions.c.id,
+    plant_subscriptions.c.plant_id,
+    plant_subscriptions.c.client_id,
+    plant_subscriptions.c.connector_id,
+    plant_subscriptions.c.endpoint_url,
+    plant_subscriptions.c.verified,
+    plant_subscriptions.c.created_at,
+)
+subscriptions_of_plant = (
+    select(*_subscription_cols)
+    .where(
+        plant_subscriptions.c.org_id == bindparam("org_id"),
+        plant_subscriptions.c.plant_id == bindparam("plant_id"),
+        plant_subscriptions.c.deleted_at.is_(None),
+    )
+    .order_by(plant_subscriptions.c.id)
+)
+subscriptions_of_client = (
+    select(*_subscription_cols)
+    .where(
+        plant_subscriptions.c.org_id == bindparam("org_id"),
+        plant_subscriptions.c.client_id == bindparam("client_id"),
+        plant_subscriptions.c.deleted_at.is_(None),
+    )
+    .order_by(plant_subscriptions.c.id)
+)
+get_plant_subscription = select(*_subscription_cols).where(
+    plant_subscriptions.c.org_id == bindparam("org_id"),
+    plant_subscriptions.c.plant_id == bindparam("plant_id"),
+    plant_subscriptions.c.id == bindparam("id"),
+    plant_subscriptions.c.deleted_at.is_(None),
+)
+delete_plant_subscription = (
+    update(plant_subscriptions)
+    .where(
+        plant_subscriptions.c.id == bindparam("b_id"),
+        plant_subscriptions.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("b_now"))
+)
+# Deleting a plant or a client ends its subscriptions: which connectors to retire.
+subscriptions_to_end = select(plant_subscriptions.c.id, plant_subscriptions.c.connector_id).where(
+    plant_subscriptions.c.org_id == bindparam("org_id"),
+    or_(
+        plant_subscriptions.c.plant_id == bindparam("plant_id"),
+        plant_subscriptions.c.client_id == bindparam("client_id"),
+    ),
+    plant_subscriptions.c.deleted_at.is_(None),
+)
+
+# --- subscription keys ----------------------------------------------------------------------
+insert_subscription_key = insert(subscription_keys)
+subscription_key_by_hash = select(subscription_keys.c.id, subscription_keys.c.org_id).where(
+    subscription_keys.c.key_hash == bindparam("key_hash"),
+    subscription_keys.c.deleted_at.is_(None),
+)
+
+
+def list_subscription_keys(
+    org_id: str, after: str | None, limit: int
+) -> Select[tuple[object, ...]]:
+    q = select(
+        subscription_keys.c.id, subscription_keys.c.name, subscription_keys.c.created_at
+    ).where(subscription_keys.c.org_id == org_id, subscription_keys.c.deleted_at.is_(None))
+    if after:
+        q = q.where(subscription_keys.c.id > after)
+    return q.order_by(subscription_keys.c.id).limit(limit)
+
+
+delete_subscription_key = (
+    update(subscription_keys)
+    .where(
+        subscription_keys.c.org_id == bindparam("b_org_id"),
+        subscription_keys.c.id == bindparam("b_id"),
+        subscription_keys.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("b_now"))
+)
+
+# --- console users and sessions -------------------------------------------------------------
+insert_user = insert(users)
+_user_cols = (users.c.id, users.c.org_id, users.c.email, users.c.password_hash, users.c.disabled_at)
+user_by_email = select(*_user_cols).where(users.c.email == bindparam("email"))
+get_user = select(*_user_cols).where(users.c.id == bindparam("id"))
+insert_console_session = insert(console_sessions)
+console_session_by_hash = (
+    select(
+        console_sessions.c.user_id,
+        console_sessions.c.csrf_token,
+        console_sessions.c.expires_at,
+        users.c.org_id,
+        users.c.email,
+    )
+    .select_from(console_sessions.join(users, users.c.id == console_sessions.c.user_id))
+    .where(
+        console_sessions.c.token_hash == bindparam("token_hash"),
+        console_sessions.c.expires_at > bindparam("now"),
+        users.c.disabled_at.is_(None),
+    )
+)
+delete_console_session = delete(console_sessions).where(
+    console_sessions.c.token_hash == bindparam("token_hash")
+)
+delete_expired_console_sessions = delete(console_sessions).where(
+    console_sessions.c.expires_at <= bindparam("now")
+)
+
+# --- OAuth2: clients, authorization codes, tokens -------------------------------------------
+insert_oauth_client = insert(oauth_clients)
+_client_cols = (
+    oauth_clients.c.id,
+    oauth_clients.c.org_id,
+    oauth_clients.c.name,
+    oauth_clients.c.secret_hash,
+    oauth_clients.c.redirect_uris,
+    oauth_clients.c.public,
+    oauth_clients.c.created_at,
+)
+# The authorization server looks a client up by its id alone (the request names no org).
+oauth_client_by_id = select(*_client_cols).where(
+    oauth_clients.c.id == bindparam("id"), oauth_clients.c.deleted_at.is_(None)
+)
+
+
+def list_oauth_clients(org_id: str, after: str | None, limit: int) -> Select[tuple[object, ...]]:
+    q = select(*_client_cols).where(
+        oauth_clients.c.org_id == org_id, oauth_clients.c.deleted_at.is_(None)
+    )
+    if after:
+        q = q.where(oauth_clients.c.id > after)
+    return q.order_by(oauth_clients.c.id).limit(limit)
+
+
+delete_oauth_client = (
+    update(oauth_clients)
+    .where(
+        oauth_clients.c.org_id == bindparam("b_org_id"),
+        oauth_clients.c.id == bindparam("b_id"),
+        oauth_clients.c.deleted_at.is_(None),
+    )
+    .values(deleted_at=bindparam("b_now"))
+)
+revoke_client_tokens = (
+    update(oauth_tokens)
+    .where(
+        oauth_tokens.c.client_id == bindparam("b_client_id"),
+        oauth_tokens.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("b_now"))
+)
+
+insert_oauth_code = insert(oauth_codes)
+oauth_code_by_hash = select(
+    oauth_codes.c.code_hash,
+    oauth_codes.c.client_id,
+    oauth_codes.c.user_id,
+    oauth_codes.c.org_id,
+    oauth_codes.c.redirect_uri,
+    oauth_codes.c.scope,
+    oauth_codes.c.code_challenge,
+    oauth_codes.c.code_challenge_method,
+    oauth_codes.c.expires_at,
+    oauth_codes.c.used_at,
+).where(oauth_codes.c.code_hash == bindparam("code_hash"))
+# A code is exchanged once: only the first of two concurrent exchanges changes the row.
+use_oauth_code = (
+    update(oauth_codes)
+    .where(oauth_codes.c.code_hash == bindparam("b_code_hash"), oauth_codes.c.used_at.is_(None))
+    .values(used_at=bindparam("b_now"))
+)
+delete_expired_oauth_codes = delete(oauth_codes).where(
+    oauth_codes.c.expires_at <= bindparam("before")
+)
+
+insert_oauth_token = insert(oauth_tokens)
+_token_cols = (
+    oauth_tokens.c.id,
+    oauth_tokens.c.family_id,
+    oauth_tokens.c.client_id,
+    oauth_tokens.c.user_id,
+    oauth_tokens.c.org_id,
+    oauth_tokens.c.scope,
+    oauth_tokens.c.access_expires_at,
+    oauth_tokens.c.refresh_expires_at,
+    oauth_tokens.c.refresh_used_at,
+    oauth_tokens.c.revoked_at,
+)
+oauth_token_by_access_hash = select(*_token_cols).where(
+    oauth_tokens.c.access_hash == bindparam("hash")
+)
+oauth_token_by_refresh_hash = select(*_token_cols).where(
+    oauth_tokens.c.refresh_hash == bindparam("hash")
+)
+# Rotation: a refresh token is spent once; only the first of two concurrent uses wins.
+use_refresh_token = (
+    update(oauth_tokens)
+    .where(
+        oauth_tokens.c.id == bindparam("b_id"),
+        oauth_tokens.c.refresh_used_at.is_(None),
+        oauth_tokens.c.revoked_at.is_(None),
+    )
+    .values(refresh_used_at=bindparam("b_now"))
+)
+revoke_token_family = (
+    update(oauth_tokens)
+    .where(
+        oauth_tokens.c.family_id == bindparam("b_family_id"),
+        oauth_tokens.c.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("b_now"))
 )

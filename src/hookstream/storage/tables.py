@@ -222,3 +222,144 @@ attempts = Table(
     Column("error", Text),
     Index(None, "delivery_id"),
 )
+
+# --- the thermostat cloud ----------------------------------------------------------------
+
+plants = Table(
+    "plants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "id"),
+)
+
+modules = Table(
+    "modules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("plant_id", String(40), ForeignKey("plants.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    # The datastream messages that report this module's measures: from this gateway and device.
+    Column("gateway_id", String(40)),
+    Column("device_id", String(256)),
+    Column("mapping", Text),  # JSON {measure: property}; NULL is the default mapping
+    Column("state", Text, nullable=False),  # JSON, see thermostat.state.ModuleState
+    # Incremented by every change: a write only lands on the version it read.
+    Column("state_version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "plant_id", "id"),
+    Index(None, "gateway_id", "device_id"),
+)
+
+# An application's subscription to a plant: its notifications go through a connector of
+# system "subscription" (the endpoint, signing secret, retries and attempt log of the engine).
+plant_subscriptions = Table(
+    "plant_subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("plant_id", String(40), ForeignKey("plants.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("connector_id", String(40), ForeignKey("connectors.id"), nullable=False),
+    Column("endpoint_url", String(2048), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "plant_id"),
+    Index(None, "org_id", "client_id"),
+)
+
+subscription_keys = Table(
+    "subscription_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "id"),
+)
+
+# --- console users and OAuth2 ------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),  # lower case
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger),
+)
+
+# A signed-in browser: the cookie holds a random token, the row its hash.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "user_id"),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the client_id
+    Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64)),  # NULL for a public client
+    Column("redirect_uris", Text, nullable=False),  # JSON list
+    Column("public", Boolean, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index(None, "org_id", "id"),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(40), nullable=False),
+    Column("org_id", String(40), nullable=False),
+    Column("redirect_uri", String(2048), nullable=False),
+    Column("scope", String(200), nullable=False),
+    Column("code_challenge", String(128)),
+    Column("code_challenge_method", String(10)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger),
+)
+
+# One row per issued access token (and its refresh token). A refresh makes a new row in the
+# same family; a refresh token used twice revokes the whole family.
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("family_id", String(40), nullable=False),
+    Column("access_hash", String(64), nullable=False, unique=True),
+    Column("refresh_hash", String(64), unique=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_id", String(40), nullable=False),
+    Column("org_id", String(40), nullable=False),
+    Column("scope", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("access_expires_at", BigInteger, nullable=False),
+    Column("refresh_expires_at", BigInteger),
+    Column("refresh_used_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Index(None, "family_id"),
+)

@@ -1,0 +1,1 @@
+"""The thermostat cloud: plants, chronothermostat modules, their state and notifications."""
