@@ -15,12 +15,15 @@ from hookstream import __version__
 from hookstream.api import (
     alerts,
     connectors,
+    developers,
     errors,
     gateways,
     health,
     logs,
     organizations,
+    plants,
     replay,
+    smarther,
 )
 from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
@@ -55,6 +58,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     for module in (organizations, gateways, connectors, alerts, logs, replay, health):
         app.include_router(module.router)
     app.include_router(ingest_http.router)
+    for router in (plants.router, developers.clients, developers.keys, smarther.router):
+        app.include_router(router)
 
     original_openapi = app.openapi
 

@@ -14,7 +14,8 @@ original kept in ``__cause__``::
     │   ├── NotFound (404)
     │   ├── Conflict (409)
     │   ├── PayloadTooLarge (413)
-    │   └── ValidationFailed (422)
+    │   ├── ValidationFailed (422)
+    │   └── TooManyRequests (429)   with Retry-After
     └── DeliveryError               one attempt to reach a receiver failed
         ├── TargetRefused           the address is not allowed (private network)
         ├── ConnectError            could not connect (DNS, refused, TLS)
@@ -49,12 +50,20 @@ class ApiError(HookstreamError):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -96,6 +105,15 @@ class PayloadTooLarge(ApiError):
 class ValidationFailed(ApiError):
     status_code = 422
     code = "validation_error"
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
 
 
 class DeliveryError(HookstreamError):

@@ -13,6 +13,7 @@ from hookstream.ids import hash_key, new_key
 from hookstream.ingest.auth import GatewayTokens
 from hookstream.ingest.committer import GroupCommitter
 from hookstream.queue.wakeup import Wakeup
+from hookstream.security.ratelimit import RateLimiter
 from hookstream.security.secretbox import SecretBox, load_secrets_key
 from hookstream.settings import Settings
 from hookstream.storage.database import Database, database_errors
@@ -32,11 +33,15 @@ class Runtime:
     wakeup: Wakeup = field(default_factory=Wakeup)
     committer: GroupCommitter = field(init=False)
     gateway_tokens: GatewayTokens = field(init=False)
+    subscription_key_limiter: RateLimiter = field(init=False)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.db)
         self.gateway_tokens = GatewayTokens(self.db)
+        self.subscription_key_limiter = RateLimiter(
+            self.settings.subscription_key_rate_per_minute, 60.0
+        )
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

@@ -123,7 +123,7 @@ def decode_cursor(cursor: str | None) -> str | None:
     return raw
 
 
-def page(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+def page(items: list[dict[str, Any]], limit: int, id_key: str = "id") -> dict[str, Any]:
     """The contract's list body; a full page gets a cursor to the next one."""
-    next_cursor = encode_cursor(items[-1]["id"]) if len(items) == limit and items else None
+    next_cursor = encode_cursor(items[-1][id_key]) if len(items) == limit and items else None
     return {"items": items, "nextCursor": next_cursor}

@@ -31,7 +31,15 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSON:
+# The thermostat cloud API answers errors in the original's shape: {"statusCode", "message"}.
+SMARTHER_PREFIX = "/smarther/"
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, request: Request | None = None
+) -> JSON:
+    if request is not None and request.url.path.startswith(SMARTHER_PREFIX):
+        return JSON({"statusCode": status, "message": message}, status_code=status)
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
@@ -73,24 +81,29 @@ def describe_validation(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSON:
-        return JSON(exc.body(), status_code=exc.status_code)
+    async def _api_error(request: Request, exc: ApiError) -> JSON:
+        response = error_response(
+            exc.status_code, exc.code, exc.message, exc.details, request=request
+        )
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSON:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSON:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, "malformed_json", "the body is not valid JSON")
+            return error_response(400, "malformed_json", "the body is not valid JSON",
+                                  request=request)
         message, details = describe_validation(errors)
-        return error_response(422, "validation_error", message, details)
+        return error_response(422, "validation_error", message, details, request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSON:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSON:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = "no such path"
-        return error_response(exc.status_code, code, message)
+        return error_response(exc.status_code, code, message, request=request)
 
     async def _database(request: Request, exc: Exception) -> JSON:
         if not database_away(exc):
@@ -101,7 +114,8 @@ def install(app: FastAPI) -> None:
             _last_database_log = now
             log.warning("the database cannot be reached (%s); answering 503", exc)
         response = error_response(503, "database_unavailable",
-                                  "the database cannot be reached; try again shortly")
+                                  "the database cannot be reached; try again shortly",
+                                  request=request)
         response.headers["Retry-After"] = "1"
         return response
 
@@ -114,4 +128,5 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSON:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "an internal error occurred; it is logged")
+        return error_response(500, "internal_error", "an internal error occurred; it is logged",
+                              request=request)

@@ -77,6 +77,7 @@ class EndpointCache:
                 "events": row.route_events,
                 "alarms": row.route_alarms,
                 "alert": "",  # alerts go to the alerts connector's URL itself
+                "thermostat": "",  # so do a plant subscription's notifications
             },
             signing_key=secret_key(box.decrypt(row.secret_enc)),
             previous_key=(

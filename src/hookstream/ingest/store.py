@@ -10,6 +10,7 @@ from hookstream.ids import new_id
 from hookstream.ingest.message import DatastreamMessage, to_body
 from hookstream.route.routing import Trigger, connectors_for
 from hookstream.storage.repository import Repository
+from hookstream.thermostat.changes import fold_reports
 
 
 def build_triggers(rows: Any) -> list[Trigger]:
@@ -79,5 +80,8 @@ async def insert_planned(repo: Repository, planned: Planned) -> None:
     """Insert what ``plan_messages`` made; workers are notified when the caller commits."""
     await repo.insert_messages(planned.message_rows)
     await repo.insert_deliveries(planned.delivery_rows)
-    if planned.delivery_rows:
+    # Thermostat modules linked to these gateways take their measures from the messages,
+    # in this transaction (their notifications are queued with it).
+    notified = await fold_reports(repo, planned.message_rows, int(time.time() * 1000))
+    if planned.delivery_rows and not notified:
         await repo.notify_due()
