@@ -19,6 +19,7 @@ from sqlalchemy import text
 from hookstream.ids import first_id_at, new_id
 from hookstream.record.retention import Purger
 from hookstream.settings import Settings
+from hookstream.storage.repository import Repository
 from tests.api_checks import message
 from tests.support import (
     Org,
@@ -145,7 +146,8 @@ async def test_old_finished_messages_go_with_their_history_open_ones_and_recent_
         counts = await purger_at(org.service, boundary).purge_once()
 
         # What was finished and old is gone: messages, their deliveries and attempts.
-        assert counts == {"attempts": 4, "deliveries": 4, "messages": 5, "idempotency_keys": 1}
+        assert counts == {"attempts": 4, "deliveries": 4, "messages": 5, "idempotency_keys": 1,
+                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0}
         gone_deliveries = [
             d for d in await org.deliveries() if d["messageId"] in (*done, failed)
         ]
@@ -173,7 +175,8 @@ async def test_old_finished_messages_go_with_their_history_open_ones_and_recent_
                     resp = await org.api.post(f"/api/v1/deliveries/{d['id']}/cancel")
                     assert resp.status_code == 200, resp.text
         counts = await purger_at(org.service, boundary).purge_once()
-        assert counts == {"attempts": 3, "deliveries": 3, "messages": 2, "idempotency_keys": 0}
+        assert counts == {"attempts": 3, "deliveries": 3, "messages": 2, "idempotency_keys": 0,
+                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0}
         left = (await get(org, "messages?limit=100")).json()["items"]
         assert sorted(m["id"] for m in left) == sorted(recent)
         assert sorted(d["messageId"] for d in await org.deliveries()) == [recent[0]]
@@ -287,3 +290,35 @@ async def test_a_worker_process_purges(settings: Settings, tmp_path: Path) -> No
         finally:
             await org.api.aclose()
 
+
+
+async def test_expired_oauth_codes_and_tokens_are_purged(org: Org) -> None:
+    now = int(time.time() * 1000)
+    hour = 3_600_000
+    async with org.service.runtime.db.write() as conn:
+        repo = Repository(conn)
+        for name, access_at, refresh_at in (
+            ("gone", now - hour, now - 1), ("refreshable", now - hour, now + hour),
+            ("live", now + hour, None), ("expired-no-refresh", now - 1, None),
+        ):
+            await repo.insert_oauth_token(
+                id=new_id("tok"), family_id=name, access_hash=f"a-{name}",
+                refresh_hash=None if refresh_at is None else f"r-{name}", client_id="cli_x",
+                user_id="usr_x", org_id=org.id, scope="comfort.read", created_at=now - hour,
+                access_expires_at=access_at, refresh_expires_at=refresh_at,
+            )
+        for name, expires_at in (("old", now - 1), ("new", now + hour)):
+            await repo.insert_oauth_code(
+                code_hash=name, client_id="cli_x", user_id="usr_x", org_id=org.id,
+                redirect_uri="https://a.example/cb", scope="comfort.read", created_at=now,
+                expires_at=expires_at,
+            )
+    counts = await Purger(org.service.runtime.db, org.service.settings).purge_once()
+    assert (counts["oauth_tokens"], counts["oauth_codes"]) == (2, 1)
+    async with org.service.runtime.db.read() as conn:
+        repo = Repository(conn)
+        assert await repo.oauth_token_by_access_hash("a-refreshable") is not None
+        assert await repo.oauth_token_by_access_hash("a-live") is not None
+        assert await repo.oauth_token_by_access_hash("a-gone") is None
+        assert await repo.oauth_code_by_hash("new") is not None
+        assert await repo.oauth_code_by_hash("old") is None

@@ -5,7 +5,7 @@ Every ``retention_interval`` seconds a ``Purger`` deletes what is older than
 deliveries and their attempts, once none of its deliveries is still open (``pending`` or
 ``held``): nothing that is still to be delivered is ever deleted. It also deletes
 Idempotency-Key rows older than ``idempotency_window_seconds`` (they answer nothing any
-more).
+more), and expired OAuth2 codes and tokens and console sessions.
 
 Each transaction is one ``DELETE … WHERE id IN (SELECT … LIMIT retention_batch)``, so the
 tables are locked for one small statement at a time, and the purger pauses briefly between
@@ -67,6 +67,10 @@ class Purger:
             ("deliveries", lambda repo: repo.purge_deliveries(cutoff, cutoff_id, limit)),
             ("messages", lambda repo: repo.purge_messages(cutoff, cutoff_id, limit)),
             ("idempotency_keys", lambda repo: repo.purge_idempotency_keys(keys_cutoff, limit)),
+            # Expired OAuth2 codes and tokens and console sessions answer nothing any more.
+            ("oauth_codes", lambda repo: repo.delete_expired_oauth_codes(now)),
+            ("oauth_tokens", lambda repo: repo.purge_expired_oauth_tokens(now)),
+            ("console_sessions", lambda repo: repo.delete_expired_console_sessions(now)),
         ]
         counts: dict[str, int] = {}
         for table, step in steps:

@@ -1166,3 +1166,11 @@ revoke_token_family = (
     )
     .values(revoked_at=bindparam("b_now"))
 )
+# Retention: a token row is kept while either of its tokens could still be presented.
+purge_expired_oauth_tokens = delete(oauth_tokens).where(
+    oauth_tokens.c.access_expires_at <= bindparam("before"),
+    or_(
+        oauth_tokens.c.refresh_expires_at.is_(None),
+        oauth_tokens.c.refresh_expires_at <= bindparam("before"),
+    ),
+)

@@ -552,3 +552,6 @@ class Repository:
         return await self._count(
             q.revoke_token_family, {"b_family_id": family_id, "b_now": now}
         )
+
+    async def purge_expired_oauth_tokens(self, before: int) -> int:
+        return await self._count(q.purge_expired_oauth_tokens, {"before": before})
