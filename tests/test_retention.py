@@ -219,7 +219,8 @@ async def test_the_purge_works_in_batches_of_the_set_size(
         ("messages", 1000), ("messages", 1000), ("messages", 500),
     ]
     assert counts == {"attempts": 1200, "deliveries": 1200, "messages": 2500,
-                      "idempotency_keys": 0}
+                      "idempotency_keys": 0, "oauth_codes": 0, "oauth_tokens": 0,
+                      "console_sessions": 0}
     left = (await get(org, "messages?limit=1000")).json()["items"]
     assert sorted(m["id"] for m in left) == sorted(i for new in during for i in new)
     assert await org.deliveries() == []
