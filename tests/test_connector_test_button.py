@@ -87,11 +87,15 @@ async def test_nothing_listening_is_an_error_not_a_500(org: Org) -> None:
 async def test_private_targets_are_refused_like_the_worker_does(
     org: Org, receiver: Receiver
 ) -> None:
-    for url in (receiver.url, receiver.url.replace("127.0.0.1", "localhost")):
-        con = await org.connector(url)
-        got = await press(org, con["id"])
-        assert got["succeeded"] is False and got["statusCode"] is None
-        assert "private" in got["error"] and "HOOKSTREAM_ALLOW_PRIVATE_TARGETS" in got["error"]
+    # An IP literal is refused when the connector is created; a name when it is resolved.
+    resp = await org.api.post("/api/v1/connectors", json={
+        "name": "r", "baseUrl": receiver.url, "routes": {"values": "", "events": "",
+                                                         "alarms": ""}})
+    assert resp.status_code == 422 and "HOOKSTREAM_ALLOW_PRIVATE_TARGETS" in resp.text
+    con = await org.connector(receiver.url.replace("127.0.0.1", "localhost"))
+    got = await press(org, con["id"])
+    assert got["succeeded"] is False and got["statusCode"] is None
+    assert "private" in got["error"] and "HOOKSTREAM_ALLOW_PRIVATE_TARGETS" in got["error"]
     assert receiver.received == []
 
 

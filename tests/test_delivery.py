@@ -218,17 +218,24 @@ async def test_all_gateways_trigger_covers_gateways_created_later(
 
 @pytest.mark.parametrize("settings_overrides", [{"allow_private_targets": False}])
 async def test_private_addresses_are_refused_unless_allowed(org: Org, receiver: Receiver) -> None:
-    gw, _ = await wired(org, receiver)
+    # An IP literal is refused when the connector is created; a name when it is resolved.
+    literal = await org.api.post("/api/v1/connectors", json={
+        "name": "r", "baseUrl": receiver.url, "routes": {"values": "", "events": "",
+                                                         "alarms": ""}})
+    assert literal.status_code == 422 and "private" in literal.text
+    gw = await org.gateway()
     localhost = await org.connector(receiver.url.replace("127.0.0.1", "localhost"))
     await org.trigger(localhost["id"], ["values"], [gw["id"]])
     await org.ingest(gw["ingestToken"], "values", value(1))
 
-    async def both_attempted() -> bool:
+    async def attempted() -> bool:
         return all(d["attemptCount"] >= 1 for d in await org.deliveries())
 
-    await eventually(both_attempted)
+    await eventually(attempted)
     dels = await org.deliveries()
-    assert len(dels) == 2
+    assert len(dels) == 1
     for d in dels:
-        assert d["status"] in ("pending", "failed") and "private" in d["lastError"]
+        # Not retried: a refused target fails at once.
+        assert d["status"] == "failed" and d["attemptCount"] == 1
+        assert "private" in d["lastError"]
     assert receiver.received == []

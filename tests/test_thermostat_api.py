@@ -177,7 +177,7 @@ async def test_developer_secrets_are_shown_once_and_stored_hashed(org: Org) -> N
         repo = Repository(conn)
         stored = await repo.oauth_client_by_id(client["clientId"])
         assert stored.secret_hash == hash_key(client["clientSecret"])
-        assert (await repo.subscription_key_by_hash(hash_key(key["key"]))) is not None
+        assert (await repo.subscription_key_by_hash(hash_key(key["key"]), 0)) is not None
     for uri in ("http://app.example/cb", "https://app.example/cb#frag", "ftp://x/"):
         resp = await org.api.post("/api/v1/oauth-clients", json={
             "name": "Bad", "redirectUris": [uri]})

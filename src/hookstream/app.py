@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from hookstream import __version__
 from hookstream.api import (
     alerts,
+    audit,
     connectors,
     developers,
     errors,
@@ -25,6 +26,10 @@ from hookstream.api import (
     replay,
     smarther,
 )
+from hookstream.api import oauth2 as oauth2_api
+from hookstream.api.limits import BodyLimit
+from hookstream.console import pages as console_pages
+from hookstream.console.sessions import CsrfRejected
 from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
 from hookstream.ingest.message import DatastreamMessage
@@ -54,11 +59,16 @@ def create_app(runtime: Runtime) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.api_max_body_bytes)
     errors.install(app)
     for module in (organizations, gateways, connectors, alerts, logs, replay, health):
         app.include_router(module.router)
     app.include_router(ingest_http.router)
-    for router in (plants.router, developers.clients, developers.keys, smarther.router):
+    app.include_router(oauth2_api.router)
+    app.include_router(console_pages.router)
+    app.add_exception_handler(CsrfRejected, console_pages.csrf_rejected)
+    for router in (plants.router, developers.clients, developers.keys, smarther.router,
+                   organizations.own, audit.router):
         app.include_router(router)
 
     original_openapi = app.openapi
@@ -69,6 +79,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             schema.setdefault("components", {}).setdefault("schemas", {})[
                 "DatastreamMessage"
             ] = DatastreamMessage.model_json_schema(ref_template="#/components/schemas/{model}")
+            errors.document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -24,8 +24,13 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 keys_app = typer.Typer(help="Generate keys for the settings.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage console users.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
 app.add_typer(keys_app, name="keys")
+secrets_app = typer.Typer(help="Stored secrets: re-encrypt them under a new key.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -178,6 +183,67 @@ def org_create(name: Annotated[str, typer.Argument(help="The organization's name
     print(json.dumps(_run(go())))
 
 
+def _read_new_password() -> str:
+    """The password from standard input: asked twice on a terminal, else its first line."""
+    import getpass
+    import sys
+
+    if sys.stdin.isatty():
+        try:
+            first = getpass.getpass("Password: ")
+            again = getpass.getpass("Password (again): ")
+        except EOFError:
+            raise typer.Exit(1) from None
+        if again != first:
+            err.print("[bold red]error:[/] the passwords do not match", highlight=False)
+            raise typer.Exit(1)
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option(help="The id of the user's organization (org_...)")],
+    email: Annotated[str, typer.Option(help="The email the user signs in with")],
+) -> None:
+    """Create a console user; the password is read from standard input (asked twice on a
+    terminal). Prints {"id","orgId","email"}."""
+    from rich.markup import escape
+
+    from hookstream.console.users import check_email, create_user
+    from hookstream.errors import ApiError
+    from hookstream.security.passwords import check_password_strength
+    from hookstream.storage import migrate as migrations
+    from hookstream.storage.database import Database, database_errors
+
+    settings = _settings()
+    try:
+        check_email(email)
+        password = _read_new_password()
+        check_password_strength(password)
+    except ApiError as exc:
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(1) from None
+
+    async def go() -> dict[str, str] | str:
+        await migrations.ensure_current(settings)
+        db = Database(settings, pool_size=1)
+        try:
+            async with database_errors(settings.database_url):
+                user = await create_user(db, org, email, password)
+        except ApiError as exc:  # unknown organization, email taken
+            return exc.message
+        finally:
+            await db.dispose()
+        return {"id": user.id, "orgId": user.org_id, "email": user.email}
+
+    result = _run(go())
+    if isinstance(result, str):
+        err.print(f"[bold red]error:[/] {escape(result)}", highlight=False)
+        raise typer.Exit(1)
+    print(json.dumps(result))
+
+
 @app.command()
 def receive(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
@@ -309,6 +375,56 @@ def keys_secrets() -> None:
     from cryptography.fernet import Fernet
 
     print(Fernet.generate_key().decode())
+
+
+@secrets_app.command("rotate-key")
+def secrets_rotate_key(
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per transaction")] = 500,
+) -> None:
+    """Re-encrypt every stored secret under the first key of HOOKSTREAM_SECRETS_KEY.
+
+    Set HOOKSTREAM_SECRETS_KEY=NEW,OLD in every process first (README: Secrets at rest); then
+    this can run while they do. Values already under the first key are left as they are, so
+    running it again is harmless. Exits 1, naming the row, at a value no key decrypts.
+    """
+    from rich.markup import escape
+
+    from hookstream.security.rekey import ColumnCount, UndecryptableValue, rotate_key
+    from hookstream.security.secretbox import SecretBox, load_secrets_key
+    from hookstream.storage import migrate as migrations
+    from hookstream.storage.database import Database, database_errors
+
+    settings = _settings()
+    key_file = Path(settings.data_dir) / "secrets.key"
+    if settings.secrets_key is None and not (settings.is_sqlite and key_file.exists()):
+        # load_secrets_key would generate a key, under which nothing stored decrypts.
+        err.print(f"[bold red]error:[/] HOOKSTREAM_SECRETS_KEY is not set and {key_file} does "
+                  "not exist: set HOOKSTREAM_SECRETS_KEY=NEW,OLD", highlight=False)
+        raise typer.Exit(2)
+
+    async def go() -> tuple[SecretBox, list[ColumnCount] | UndecryptableValue]:
+        await migrations.ensure_current(settings)
+        box = SecretBox(load_secrets_key(settings))
+        db = Database(settings, pool_size=1)
+        try:
+            async with database_errors(settings.database_url):
+                return box, await rotate_key(db, box, batch=batch)
+        except UndecryptableValue as exc:
+            return box, exc
+        finally:
+            await db.dispose()
+
+    box, result = _run(go())
+    if isinstance(result, UndecryptableValue):
+        err.print(f"[bold red]error:[/] {escape(str(result))}", highlight=False)
+        raise typer.Exit(1)
+    for count in result:
+        out.print(f"{count.table}.{count.column}: {count.reencrypted} re-encrypted, "
+                  f"{count.current} already under the first key", highlight=False)
+    total = sum(c.reencrypted for c in result)
+    keys = "the only key" if box.key_count == 1 else f"the first of {box.key_count} keys"
+    out.print(f"re-encrypted {total} values under {keys} of HOOKSTREAM_SECRETS_KEY",
+              highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from hookstream.ids import hash_key, new_key
 from hookstream.ingest.auth import GatewayTokens
 from hookstream.ingest.committer import GroupCommitter
+from hookstream.ingest.message import MessageLimits
 from hookstream.queue.wakeup import Wakeup
 from hookstream.security.ratelimit import RateLimiter
 from hookstream.security.secretbox import SecretBox, load_secrets_key
@@ -34,14 +35,25 @@ class Runtime:
     committer: GroupCommitter = field(init=False)
     gateway_tokens: GatewayTokens = field(init=False)
     subscription_key_limiter: RateLimiter = field(init=False)
+    # None when the setting is 0 (no limit).
+    api_key_limiter: RateLimiter | None = field(init=False)
+    ingest_token_limiter: RateLimiter | None = field(init=False)
+    message_limits: MessageLimits = field(init=False)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         self.committer = GroupCommitter(self.db)
         self.gateway_tokens = GatewayTokens(self.db)
-        self.subscription_key_limiter = RateLimiter(
-            self.settings.subscription_key_rate_per_minute, 60.0
+        s = self.settings
+        self.subscription_key_limiter = RateLimiter(s.subscription_key_rate_per_minute, 60.0)
+        self.api_key_limiter = (
+            RateLimiter(s.api_key_rate_per_minute, 60.0) if s.api_key_rate_per_minute else None
         )
+        self.ingest_token_limiter = (
+            RateLimiter(s.ingest_token_rate_per_minute, 60.0)
+            if s.ingest_token_rate_per_minute else None
+        )
+        self.message_limits = MessageLimits(s.message_max_tags, s.message_max_string_length)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
     # A publish whose bytes (same gateway and kind) were stored this recently is a redelivery.
     mqtt_deduplicate_seconds: float = Field(default=86400.0, ge=0)
     allow_private_targets: bool = False
+    # Networks outgoing requests may reach although they are private or reserved
+    # (comma-separated CIDRs), e.g. one internal receiver's subnet instead of all of them.
+    allowed_target_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+    # Refuse plain http:// for every outgoing request.
+    https_only: bool = False
     # Logs: "text" for people, "json" for one JSON object per line (with delivery and message
     # ids as fields).
     log_format: Literal["text", "json"] = "text"
@@ -99,6 +107,23 @@ class Settings(BaseSettings):
     console_secure_cookies: bool | None = None
     # /smarther/v2.0: requests per minute per subscription key (a token bucket of that size).
     subscription_key_rate_per_minute: int = Field(default=600, ge=1)
+    # Rotating an API key, ingest token or subscription key: the previous one keeps working
+    # this long unless the request says otherwise (0 revokes it at once).
+    key_rotation_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
+
+    # Limits. A datastream message: tags, and the length of its optional strings (and of each
+    # tag's key and value); the format's own limits (1,000 per batch, 1 MiB) are the contract's.
+    message_max_tags: int = Field(default=64, ge=0)
+    message_max_string_length: int = Field(default=1024, ge=1)
+    # Bodies of /api/v1, /smarther and /oauth2 requests (ingest has its 1 MiB).
+    api_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Per organization.
+    max_connectors_per_org: int = Field(default=100, ge=1)
+    max_triggers_per_org: int = Field(default=1000, ge=1)
+    # Requests per minute per organization API key and per ingest token (token buckets of
+    # that size, per API process; 0 turns the limit off).
+    api_key_rate_per_minute: int = Field(default=1200, ge=0)
+    ingest_token_rate_per_minute: int = Field(default=60_000, ge=0)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -113,6 +138,24 @@ class Settings(BaseSettings):
     def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(not math.isfinite(v) or v < 0 for v in value):
             raise ValueError("retry delays must be finite numbers of seconds, zero or more")
+        return value
+
+    @field_validator("allowed_target_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.strip("[] ").split(",") if p.strip()]
+        if isinstance(value, list | tuple):
+            networks = []
+            for item in value:
+                try:
+                    networks.append(ipaddress.ip_network(item))
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(
+                        f"HOOKSTREAM_ALLOWED_TARGET_NETWORKS: {item!r} is not a network in CIDR "
+                        f"form such as 10.1.0.0/16 or fd00:1::/64 ({exc})"
+                    ) from None
+            return tuple(networks)
         return value
 
     @field_validator("listen", "metrics_listen")

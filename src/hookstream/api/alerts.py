@@ -18,9 +18,11 @@ from hookstream.api.schemas import (
     check_http_url,
     check_secret,
 )
+from hookstream.api.targets import check_auth_target, check_target
 from hookstream.deliver.signing import new_secret
 from hookstream.errors import NotFound
 from hookstream.ids import new_id, now_ms
+from hookstream.record.audit import audit
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
@@ -56,6 +58,8 @@ def _alerts(row: Any) -> dict[str, Any]:
 
 @router.put("", summary="Set the alerts URL (events: connector.deactivated, delivery.failed)")
 async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+    check_target(rt.settings, body.url, "url")
+    check_auth_target(rt.settings, body.authentication)
     now = now_ms()
     columns = {
         "base_url": body.url, "updated_at": now, "active": True, "deactivated_reason": None,
@@ -78,6 +82,8 @@ async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, 
             await repo.resume_deliveries(existing.id, now)  # deliveries first, as workers
             await repo.update_alerts_connector(existing.id, **columns)
         row = await repo.get_alerts_connector(org_id)
+        assert row is not None  # written just above, in this transaction
+        await audit(repo, org_id, "alerts.updated", "connector", row.id, {"url": body.url})
     result = _alerts(row)
     if secret is not None:
         result["secret"] = secret
@@ -103,4 +109,5 @@ async def delete(org_id: OrgId, rt: RuntimeDep) -> Response:
             raise NotFound("no alerts URL is set")
         await repo.cancel_open_deliveries(row.id, now)  # deliveries first, as workers
         await repo.delete_connector(org_id, row.id, now)
+        await audit(repo, org_id, "alerts.deleted", "connector", row.id)
     return Response(status_code=204)

@@ -6,13 +6,15 @@ import base64
 import binascii
 import hmac
 import re
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
-from hookstream.errors import Forbidden, Unauthorized, ValidationFailed
-from hookstream.ids import hash_key
+from hookstream.errors import Forbidden, TooManyRequests, Unauthorized, ValidationFailed
+from hookstream.ids import hash_key, now_ms
+from hookstream.record.audit import set_actor
 from hookstream.runtime import Runtime
 from hookstream.storage.repository import Repository
 
@@ -33,9 +35,10 @@ def bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_admin(request: Request, rt: RuntimeDep) -> None:
+async def require_admin(request: Request, rt: RuntimeDep) -> None:
     if not hmac.compare_digest(hash_key(bearer(request)), rt.admin_key_hash):
         raise Unauthorized("this needs the admin key")
+    set_actor("admin")
 
 
 def reject_nul_params(request: Request) -> None:
@@ -58,9 +61,18 @@ async def require_org(request: Request, rt: RuntimeDep) -> str:
     if hmac.compare_digest(key_hash, rt.admin_key_hash):
         raise Forbidden("the admin key manages organizations; use an organization's API key")
     async with rt.db.read() as conn:
-        row = await Repository(conn).organization_by_key_hash(key_hash)
+        row = await Repository(conn).organization_by_key_hash(key_hash, now_ms())
     if row is None:
         raise Unauthorized("unknown API key")
+    if rt.api_key_limiter is not None:
+        decision = rt.api_key_limiter.take(key_hash, time.monotonic())
+        if not decision.allowed:
+            raise TooManyRequests(
+                "this API key makes more than HOOKSTREAM_API_KEY_RATE_PER_MINUTE requests a "
+                f"minute; try again in {decision.retry_after} s",
+                retry_after=decision.retry_after,
+            )
+    set_actor("api_key" if row.current else "api_key:previous")
     # Every organization route passes here, after the key is known to be good.
     reject_nul_params(request)
     return str(row.id)

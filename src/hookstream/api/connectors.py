@@ -23,9 +23,11 @@ from hookstream.api.schemas import (
     RotateSecret,
     TriggerCreate,
 )
+from hookstream.api.targets import check_auth_target, check_target
 from hookstream.deliver.signing import new_secret
-from hookstream.errors import NotFound, ValidationFailed
+from hookstream.errors import Conflict, NotFound, ValidationFailed
 from hookstream.ids import new_id, now_ms
+from hookstream.record.audit import audit
 from hookstream.runtime import Runtime
 from hookstream.settings import Settings
 from hookstream.storage.repository import Repository
@@ -128,10 +130,19 @@ def _not_found(connector_id: str) -> NotFound:
 @router.post("", status_code=201,
              summary="Create a connector; its signing secret is shown this once")
 async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+    check_target(rt.settings, body.baseUrl, "baseUrl")
+    check_auth_target(rt.settings, body.authentication)
     connector_id, now = new_id("con"), now_ms()
     secret = body.secret or new_secret()
     async with rt.db.write() as conn:
         repo = Repository(conn)
+        most = rt.settings.max_connectors_per_org
+        if await repo.count_connectors(org_id) >= most:
+            raise Conflict(
+                f"the organization has {most} connectors, the most allowed "
+                "(HOOKSTREAM_MAX_CONNECTORS_PER_ORG); delete one first",
+                code="limit_reached",
+            )
         await repo.insert_connector(
             id=connector_id, org_id=org_id, name=body.name, base_url=body.baseUrl,
             route_values=body.routes.values, route_events=body.routes.events,
@@ -139,6 +150,10 @@ async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[s
             active=body.active, created_at=now, updated_at=now,
             **auth_columns(rt, body.authentication), **_policy_columns(rt, body),
         )
+        await audit(repo, org_id, "connector.created", "connector", connector_id, {
+            "name": body.name, "baseUrl": body.baseUrl, "active": body.active,
+            "authentication": body.authentication.type,
+        })
         row = await repo.get_connector(org_id, connector_id)
     return {**_connector(row, rt.settings), "secret": secret}
 
@@ -174,11 +189,13 @@ async def update(
     if "name" in given and body.name is not None:
         changes["name"] = body.name
     if "baseUrl" in given and body.baseUrl is not None:
+        check_target(rt.settings, body.baseUrl, "baseUrl")
         changes["base_url"] = body.baseUrl
     if "routes" in given and body.routes is not None:
         changes.update(route_values=body.routes.values, route_events=body.routes.events,
                        route_alarms=body.routes.alarms)
     if "authentication" in given and body.authentication is not None:
+        check_auth_target(rt.settings, body.authentication)
         changes.update(auth_columns(rt, body.authentication))
     changes.update(_policy_columns(rt, body))
     if "active" in given and body.active is not None:
@@ -202,6 +219,12 @@ async def update(
                 await repo.hold_deliveries(connector_id, now)
         if changes:
             await repo.update_connector(org_id, connector_id, updated_at=now, **changes)
+            details: dict[str, Any] = {"fields": sorted(given)}
+            if "active" in changes:
+                details["active"] = changes["active"]
+            if "base_url" in changes:
+                details["baseUrl"] = changes["base_url"]
+            await audit(repo, org_id, "connector.updated", "connector", connector_id, details)
         row = await repo.get_connector(org_id, connector_id)
     if "active" in changes and changes["active"]:
         rt.wakeup.set()
@@ -227,6 +250,7 @@ async def rotate_secret(
             org_id, connector_id, secret_enc=rt.box.encrypt(secret),
             previous_secret_enc=current, previous_secret_expires_at=expires, updated_at=now,
         )
+        await audit(repo, org_id, "connector.secret_rotated", "connector", connector_id)
     return {"id": connector_id, "secret": secret, "previousSecretExpiresAt": rfc3339(expires)}
 
 
@@ -241,6 +265,7 @@ async def delete(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
         # Deliveries first, as workers lock them (see update).
         await repo.cancel_open_deliveries(connector_id, now)
         await repo.delete_connector(org_id, connector_id, now)
+        await audit(repo, org_id, "connector.deleted", "connector", connector_id)
     return Response(status_code=204)
 
 
@@ -277,6 +302,13 @@ async def create_trigger(
                     details=[{"field": "gatewayIds", "message": f"unknown gateway '{g}'"}
                              for g in unknown],
                 )
+        most = rt.settings.max_triggers_per_org
+        if await repo.count_triggers(org_id) >= most:
+            raise Conflict(
+                f"the organization has {most} triggers, the most allowed "
+                "(HOOKSTREAM_MAX_TRIGGERS_PER_ORG); delete one first",
+                code="limit_reached",
+            )
         await repo.insert_trigger(
             id=trigger_id, org_id=org_id, connector_id=connector_id,
             kinds=",".join(body.kinds), all_gateways=body.allGateways, created_at=now,
@@ -284,6 +316,10 @@ async def create_trigger(
         await repo.insert_trigger_gateways(
             [{"trigger_id": trigger_id, "gateway_id": g} for g in gateway_ids]
         )
+        await audit(repo, org_id, "trigger.created", "trigger", trigger_id, {
+            "connectorId": connector_id, "kinds": list(body.kinds),
+            **({"allGateways": True} if body.allGateways else {"gatewayIds": gateway_ids}),
+        })
     result: dict[str, Any] = {"id": trigger_id, "kinds": list(body.kinds)}
     if body.allGateways:
         result["allGateways"] = True
@@ -319,4 +355,6 @@ async def delete_trigger(
         # Scoped to the connector; its gateway links go with it (ON DELETE CASCADE).
         if not await repo.delete_trigger(connector_id, trigger_id):
             raise NotFound(f"no trigger '{trigger_id}'")
+        await audit(repo, org_id, "trigger.deleted", "trigger", trigger_id,
+                    {"connectorId": connector_id})
     return Response(status_code=204)

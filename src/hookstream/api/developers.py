@@ -14,9 +14,10 @@ from fastapi import APIRouter, Response
 from pydantic import Field, field_validator
 
 from hookstream.api.common import Cursor, Limit, OrgId, RuntimeDep, decode_cursor, page, rfc3339
-from hookstream.api.schemas import Name, Strict
+from hookstream.api.schemas import Name, Rotation, Strict
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
+from hookstream.record.audit import audit
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.subscriptions import end_subscriptions
 
@@ -82,12 +83,15 @@ async def create_client(body: ClientCreate, org_id: OrgId, rt: RuntimeDep) -> di
     client_id = new_id("cli")
     secret = None if body.public else new_key("hscs")
     async with rt.db.write() as conn:
-        await Repository(conn).insert_oauth_client(
+        repo = Repository(conn)
+        await repo.insert_oauth_client(
             id=client_id, org_id=org_id, name=body.name,
             secret_hash=None if secret is None else hash_key(secret),
             redirect_uris=orjson.dumps(body.redirectUris).decode(), public=body.public,
             created_at=now,
         )
+        await audit(repo, org_id, "oauth_client.created", "oauth_client", client_id, {
+            "name": body.name, "redirectUris": body.redirectUris, "public": body.public})
     return {
         "clientId": client_id, "clientSecret": secret, "name": body.name,
         "redirectUris": body.redirectUris, "public": body.public, "createdAt": rfc3339(now),
@@ -112,6 +116,7 @@ async def delete_client(client_id: str, org_id: OrgId, rt: RuntimeDep) -> Respon
         if not await repo.delete_oauth_client(org_id, client_id, now):
             raise NotFound(f"no OAuth2 client '{client_id}'")
         await repo.revoke_client_tokens(client_id, now)
+        await audit(repo, org_id, "oauth_client.deleted", "oauth_client", client_id)
         await end_subscriptions(
             repo, org_id, await repo.subscriptions_to_end(org_id, client_id=client_id), now
         )
@@ -123,9 +128,12 @@ async def create_key(body: KeyCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str
     now = now_ms()
     key_id, key = new_id("skey"), new_key("hssk")
     async with rt.db.write() as conn:
-        await Repository(conn).insert_subscription_key(
+        repo = Repository(conn)
+        await repo.insert_subscription_key(
             id=key_id, org_id=org_id, name=body.name, key_hash=hash_key(key), created_at=now
         )
+        await audit(repo, org_id, "subscription_key.created", "subscription_key", key_id,
+                    {"name": body.name})
     return {"id": key_id, "name": body.name, "key": key, "createdAt": rfc3339(now)}
 
 
@@ -143,6 +151,28 @@ async def list_keys(
 @keys.delete("/{key_id}", status_code=204, summary="Revoke a subscription key")
 async def delete_key(key_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     async with rt.db.write() as conn:
-        if not await Repository(conn).delete_subscription_key(org_id, key_id, now_ms()):
+        repo = Repository(conn)
+        if not await repo.delete_subscription_key(org_id, key_id, now_ms()):
             raise NotFound(f"no subscription key '{key_id}'")
+        await audit(repo, org_id, "subscription_key.deleted", "subscription_key", key_id)
     return Response(status_code=204)
+
+
+@keys.post("/{key_id}/rotate",
+           summary="A new value for the key; the current one keeps working for overlapSeconds "
+                   "(default 24 h; 0 revokes it at once)")
+async def rotate_key(
+    key_id: str, org_id: OrgId, rt: RuntimeDep, body: Rotation | None = None
+) -> dict[str, Any]:
+    overlap = rt.settings.key_rotation_overlap_seconds
+    if body is not None and body.overlapSeconds is not None:
+        overlap = body.overlapSeconds
+    key, now = new_key("hssk"), now_ms()
+    until = now + overlap * 1000
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        if not await repo.rotate_subscription_key(org_id, key_id, hash_key(key), until):
+            raise NotFound(f"no subscription key '{key_id}'")
+        await audit(repo, org_id, "subscription_key.rotated", "subscription_key", key_id,
+                    {"overlapSeconds": overlap})
+    return {"id": key_id, "key": key, "previousKeyExpiresAt": rfc3339(until)}

@@ -46,6 +46,59 @@ def error_response(
     return JSON({"error": error}, status_code=status)
 
 
+# The error bodies as OpenAPI schemas: FastAPI documents only its own 422 shape, which this
+# module never sends, so document_errors puts these in its place.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "additionalProperties": False,
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "details": {"type": "array", "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                               "index": {"type": "integer"}},
+            }},
+        },
+    }},
+}
+SMARTHER_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["statusCode", "message"],
+    "additionalProperties": False,
+    "properties": {"statusCode": {"type": "integer"}, "message": {"type": "string"}},
+}
+# OAuth2 answers RFC 6749 errors (documented on its routes); health takes no input.
+_OWN_ERRORS = ("/oauth2/", "/healthz", "/readyz", "/metrics")
+
+
+def document_errors(schema: dict[str, Any]) -> None:
+    """Declare every operation's 4xx (and 503) answers in the OpenAPI ``schema``, in place."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"], schemas["SmartherError"] = ERROR_SCHEMA, SMARTHER_ERROR_SCHEMA
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(_OWN_ERRORS):
+            continue
+        name = "SmartherError" if path.startswith(SMARTHER_PREFIX) else "Error"
+        content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:
+                responses["422"] = {"description": "The request is not valid", "content": content}
+            responses["4XX"] = {"description": "Refused: the error says why", "content": content}
+            responses["503"] = {"description": "The database cannot be reached; try again "
+                                               "(Retry-After)", "content": content}
+    if "HTTPValidationError" not in str(schema.get("paths")):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     # Only the first part says where the value came from; a field of the body may itself be
     # called "header" (api_key authentication) and must stay in the name.

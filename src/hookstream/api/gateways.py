@@ -15,9 +15,10 @@ from hookstream.api.common import (
     page,
     rfc3339,
 )
-from hookstream.api.schemas import GatewayCreate, GatewayUpdate
+from hookstream.api.schemas import GatewayCreate, GatewayUpdate, Rotation
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
+from hookstream.record.audit import audit
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
@@ -41,10 +42,12 @@ async def create(body: GatewayCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str
     gateway_id, token = new_id("gw"), new_key("hsi")
     created = now_ms()
     async with rt.db.write() as conn:
-        await Repository(conn).insert_gateway(
+        repo = Repository(conn)
+        await repo.insert_gateway(
             id=gateway_id, org_id=org_id, name=body.name, external_id=body.externalId,
             ingest_token_hash=hash_key(token), created_at=created,
         )
+        await audit(repo, org_id, "gateway.created", "gateway", gateway_id)
     return {
         "id": gateway_id, "name": body.name, "externalId": body.externalId,
         "ingestToken": token, "createdAt": rfc3339(created),
@@ -80,8 +83,9 @@ async def update(
         changes["external_id"] = body.externalId
     async with rt.db.write() as conn:
         repo = Repository(conn)
-        if changes:
-            await repo.update_gateway(org_id, gateway_id, **changes)
+        if changes and await repo.update_gateway(org_id, gateway_id, **changes):
+            await audit(repo, org_id, "gateway.updated", "gateway", gateway_id,
+                        {"fields": sorted(body.model_fields_set)})
         row = await repo.get_gateway(org_id, gateway_id)
     if row is None:
         raise _not_found(gateway_id)
@@ -96,5 +100,27 @@ async def delete(gateway_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
         if not await repo.delete_gateway(org_id, gateway_id, now_ms()):
             raise _not_found(gateway_id)
         await repo.unlink_gateway_from_triggers(gateway_id)
+        await audit(repo, org_id, "gateway.deleted", "gateway", gateway_id)
     rt.gateway_tokens.forget(gateway_id)  # at once here; other processes within TTL
     return Response(status_code=204)
+
+
+@router.post("/{gateway_id}/rotate-token",
+             summary="A new ingest token; the current one keeps working for overlapSeconds "
+                     "(default 24 h; 0 revokes it at once)")
+async def rotate_token(
+    gateway_id: str, org_id: OrgId, rt: RuntimeDep, body: Rotation | None = None
+) -> dict[str, Any]:
+    overlap = rt.settings.key_rotation_overlap_seconds
+    if body is not None and body.overlapSeconds is not None:
+        overlap = body.overlapSeconds
+    token, now = new_key("hsi"), now_ms()
+    until = now + overlap * 1000
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        if not await repo.rotate_gateway_token(org_id, gateway_id, hash_key(token), until):
+            raise _not_found(gateway_id)
+        await audit(repo, org_id, "gateway.token_rotated", "gateway", gateway_id,
+                    {"overlapSeconds": overlap})
+    rt.gateway_tokens.forget(gateway_id)  # at once here; other processes within TTL
+    return {"id": gateway_id, "ingestToken": token, "previousTokenExpiresAt": rfc3339(until)}

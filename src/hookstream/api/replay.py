@@ -162,12 +162,7 @@ async def test_connector(
     webhook_id = new_id("msg")
     payload = sample_message(body.kind, int(time.time() * 1000))
     s = rt.settings
-    sender = Sender(
-        allow_private=s.allow_private_targets,
-        connect_timeout=s.connect_timeout,
-        total_timeout=s.request_timeout,
-        max_connections=4,
-    )
+    sender = Sender.from_settings(s, max_connections=4)
     try:
         result = await attempt(sender, endpoint, body.kind, webhook_id, payload)
     finally:

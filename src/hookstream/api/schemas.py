@@ -299,3 +299,9 @@ class TriggerCreate(Strict):
         if not self.allGateways and not self.gatewayIds:
             raise ValueError("give a non-empty 'gatewayIds' list or 'allGateways': true")
         return self
+
+
+class Rotation(Strict):
+    """How long the previous key keeps working after a rotation; 0 revokes it at once."""
+
+    overlapSeconds: int | None = Field(default=None, ge=0, le=30 * 86400)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from hookstream.api.common import RuntimeDep, reject_nul_params
 from hookstream.api.responses import JSON
 from hookstream.api.schemas import check_http_url
+from hookstream.api.targets import target_refusal
 from hookstream.errors import (
     BadRequest,
     Conflict,
@@ -28,6 +29,7 @@ from hookstream.errors import (
 )
 from hookstream.ids import hash_key, now_ms
 from hookstream.oauth.bearer import access_token
+from hookstream.record.audit import set_actor
 from hookstream.runtime import Runtime
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import ModuleGone, change_module
@@ -90,7 +92,7 @@ async def caller(request: Request, rt: RuntimeDep) -> Caller:
         raise Unauthorized(MISSING_KEY)
     now = now_ms()
     async with rt.db.read() as conn:
-        key_row = await Repository(conn).subscription_key_by_hash(hash_key(key))
+        key_row = await Repository(conn).subscription_key_by_hash(hash_key(key), now)
     if key_row is None:
         raise Unauthorized(INVALID_KEY)
     decision = rt.subscription_key_limiter.take(key_row.id, time.monotonic())
@@ -109,6 +111,7 @@ async def caller(request: Request, rt: RuntimeDep) -> Caller:
     if token.org_id != key_row.org_id:
         raise Unauthorized(INVALID_KEY)
     reject_nul_params(request)
+    set_actor(f"application:{token.client_id}")
     return Caller(token.org_id, token.client_id, token.user_id, token.scopes)
 
 
@@ -240,6 +243,9 @@ async def subscribe(
         check_http_url(url, "EndPointUrl")
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    refused = target_refusal(rt.settings, url)
+    if refused is not None:
+        raise BadRequest(f"EndPointUrl: {refused}")
     await _plant(rt, who.org_id, plant_id)
     async with rt.db.read() as conn:
         existing = await Repository(conn).subscriptions_of_client(who.org_id, who.client_id)

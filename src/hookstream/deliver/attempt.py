@@ -10,7 +10,7 @@ import time
 from hookstream.deliver.client import AttemptResult, Sender
 from hookstream.deliver.oauth2 import TokenCache
 from hookstream.deliver.webhook import Endpoint, webhook_headers
-from hookstream.errors import DeliveryError
+from hookstream.errors import DeliveryError, TargetRefused
 
 OAUTH2 = "oauth2_client_credentials"
 
@@ -37,7 +37,8 @@ async def attempt(
             token = await tokens.token(endpoint.id, endpoint.auth)
         except DeliveryError as exc:
             return AttemptResult(started_at=started, duration_ms=int((time.time() - started) *
-                                 1000), error=f"OAuth2 token request failed: {exc}")
+                                 1000), error=f"OAuth2 token request failed: {exc}",
+                                 refused=isinstance(exc, TargetRefused))
 
     async def post() -> AttemptResult:
         headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
@@ -52,6 +53,7 @@ async def attempt(
         except DeliveryError as exc:
             return AttemptResult(started_at=result.started_at, duration_ms=result.duration_ms,
                                  status_code=401, response_body=result.response_body,
-                                 error=f"401, then the OAuth2 token request failed: {exc}")
+                                 error=f"401, then the OAuth2 token request failed: {exc}",
+                                 refused=isinstance(exc, TargetRefused))
         result = await post()
     return result

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from hookstream.deliver.addresses import is_ip_literal, is_public
+from hookstream.deliver.addresses import REFUSED_HINT, IPNetwork, TargetPolicy
 from hookstream.deliver.retry import ABORT_HEADER_VALUE
 from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
+
+if TYPE_CHECKING:
+    from hookstream.settings import Settings
 
 RESPONSE_EXCERPT = 1024
 _DRAIN_LIMIT = 64 * 1024
@@ -33,6 +38,7 @@ class AttemptResult:
     error: str | None = None
     retry_after: str | None = None
     abort: bool = False  # the receiver answered webhook-delivery: abort-message
+    refused: bool = False  # the target is one outgoing requests may not reach (TargetRefused)
 
     @property
     def succeeded(self) -> bool:
@@ -46,21 +52,25 @@ class GuardedResolver(AbstractResolver):
     rebinding.
     """
 
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = ThreadedResolver()
-        self._allow_private = allow_private
+    def __init__(self, policy: TargetPolicy, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if self._allow_private:
-            return results
-        allowed = [r for r in results if is_public(r["host"])]
+        allowed, refused = [], []
+        for r in results:
+            why = self._policy.address_refusal(r["host"])
+            if why is None:
+                allowed.append(r)
+            else:
+                refused.append(f"{r['host']}: {why}")
         if not allowed:
             raise TargetRefused(
-                f"{host} resolves only to private or reserved addresses; "
-                "set HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true to allow them"
+                f"{host} resolves only to refused addresses ({'; '.join(refused) or 'none'}); "
+                + REFUSED_HINT
             )
         return allowed
 
@@ -78,14 +88,19 @@ class Sender:
         connect_timeout: float,
         total_timeout: float,
         max_connections: int,
+        allowed_networks: Iterable[IPNetwork | str] = (),
+        https_only: bool = False,
+        resolver: AbstractResolver | None = None,
     ) -> None:
-        self._allow_private = allow_private
+        """``resolver`` replaces the system's DNS lookups (tests); its answers are guarded."""
+        networks = tuple(ipaddress.ip_network(n) for n in allowed_networks)
+        self.policy = TargetPolicy(allow_private, networks, https_only)
         self._timeout = aiohttp.ClientTimeout(
             total=total_timeout, sock_connect=connect_timeout, connect=connect_timeout
         )
         self._connector = aiohttp.TCPConnector(
             limit=max_connections,
-            resolver=GuardedResolver(allow_private),
+            resolver=GuardedResolver(self.policy, resolver),
             ttl_dns_cache=10,
             enable_cleanup_closed=True,
         )
@@ -96,14 +111,30 @@ class Sender:
             skip_auto_headers=("Accept-Encoding",),
         )
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, max_connections: int, resolver: AbstractResolver | None = None
+    ) -> Sender:
+        """A sender with the deployment's timeouts and target rules."""
+        return cls(
+            allow_private=settings.allow_private_targets,
+            allowed_networks=settings.allowed_target_networks,
+            https_only=settings.https_only,
+            connect_timeout=settings.connect_timeout,
+            total_timeout=settings.request_timeout,
+            max_connections=max_connections,
+            resolver=resolver,
+        )
+
     def check_target(self, url: str) -> None:
-        """Refuse a URL whose host is a literal private address (names go through the resolver)."""
-        host = urlsplit(url).hostname or ""
-        if not self._allow_private and is_ip_literal(host) and not is_public(host.strip("[]")):
-            raise TargetRefused(
-                f"{host} is a private or reserved address; "
-                "set HOOKSTREAM_ALLOW_PRIVATE_TARGETS=true to allow it"
-            )
+        """Refuse a URL by its scheme or IP-literal host; names are checked by the resolver.
+
+        aiohttp connects to an IP-literal host without asking the resolver, so this check is
+        the only one such a URL gets.
+        """
+        why = self.policy.url_refusal(url)
+        if why is not None:
+            raise TargetRefused(why)
 
     def timeout(self, connect: float | None, total: float | None) -> aiohttp.ClientTimeout:
         """A connector's own timeouts, falling back to the deployment's."""
@@ -148,10 +179,10 @@ class Sender:
                     abort=resp.headers.get("webhook-delivery", "").strip().lower()
                     == ABORT_HEADER_VALUE,
                 )
-        except DeliveryError as exc:
-            return done(error=str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
-            return done(error=describe_error(exc))
+            # A refused target is not worth retrying: the policy gives up on it at once.
+            return done(error=describe_error(exc),
+                        refused=isinstance(map_error(exc), TargetRefused))
 
     async def post_form(
         self, url: str, form: dict[str, str], basic: tuple[str, str], limit: int = 64 * 1024

@@ -26,6 +26,7 @@ class Answer:
     status_code: int | None  # None: timeout or connection error
     retry_after: str | None = None
     abort: bool = False  # the receiver sent webhook-delivery: abort-message
+    refused: bool = False  # the target may not be reached (SSRF guard): retrying cannot help
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,9 @@ class RetryPolicy:
         if answer.abort:
             return Decision(Verdict.FAILED,
                             reason="the receiver asked to stop (webhook-delivery: abort-message)")
+        if answer.refused:
+            return Decision(Verdict.FAILED,
+                            reason="the target is refused; not retried")
         if attempt >= self.max_attempts:
             return Decision(Verdict.FAILED, reason=f"gave up after {attempt} attempts")
         if answer.status_code in (429, 503):

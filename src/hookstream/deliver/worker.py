@@ -124,11 +124,8 @@ class Worker:
         self.tokens: TokenCache | None = None
 
     async def run(self) -> None:
-        self.sender = Sender(
-            allow_private=self.settings.allow_private_targets,
-            connect_timeout=self.settings.connect_timeout,
-            total_timeout=self.settings.request_timeout,
-            max_connections=self.settings.worker_concurrency,
+        self.sender = Sender.from_settings(
+            self.settings, max_connections=self.settings.worker_concurrency
         )
         self.tokens = TokenCache(self.sender, self.settings.oauth2_refresh_margin_seconds)
         helpers = [asyncio.create_task(self.recorder.run(), name="recorder")]
@@ -235,7 +232,7 @@ class Worker:
         now = time.time()
         decision = endpoint.policy.decide(
             number, result.succeeded, now,
-            answer=Answer(result.status_code, result.retry_after, result.abort),
+            answer=Answer(result.status_code, result.retry_after, result.abort, result.refused),
         )
         next_at = int((decision.retry_at or now) * 1000)
         status = "pending" if decision.verdict is Verdict.RETRY else decision.verdict.value

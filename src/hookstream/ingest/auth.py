@@ -34,7 +34,7 @@ class GatewayTokens:
         if hit is not None and hit[0] > now:
             return hit[1]
         async with self.db.read() as conn:
-            row = await Repository(conn).gateway_by_token_hash(digest)
+            row = await Repository(conn).gateway_by_token_hash(digest, int(time.time() * 1000))
         if row is None:
             self._found.pop(digest, None)
             return None

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from hookstream.api.common import RuntimeDep, bearer
 from hookstream.api.responses import JSON
-from hookstream.errors import BadRequest, PayloadTooLarge, Unauthorized, ValidationFailed
+from hookstream.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from hookstream.ingest import idempotency
 from hookstream.ingest.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
@@ -45,7 +52,11 @@ _BODY_DOC: dict[str, Any] = {
         "description": "`true` when this is the stored answer to an earlier request with "
                        f"the same {idempotency.HEADER} (nothing new was stored).",
         "schema": {"type": "string", "enum": ["true"]},
-    }}}},
+    }}, "content": {"application/json": {"schema": {  # FastAPI would say "a string"
+        "type": "object", "required": ["accepted", "ids"], "additionalProperties": False,
+        "properties": {"accepted": {"type": "integer", "minimum": 1},
+                       "ids": {"type": "array", "items": {"type": "string"}}},
+    }}}}},
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {
@@ -86,6 +97,15 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
     if gateway is None:
         INGEST_REJECTED.labels("unauthorized").inc()
         raise Unauthorized("unknown ingest token")
+    if rt.ingest_token_limiter is not None:
+        decision = rt.ingest_token_limiter.take(gateway.id, time.monotonic())
+        if not decision.allowed:
+            INGEST_REJECTED.labels("rate_limited").inc()
+            raise TooManyRequests(
+                "this gateway sends more than HOOKSTREAM_INGEST_TOKEN_RATE_PER_MINUTE "
+                f"requests a minute; try again in {decision.retry_after} s",
+                retry_after=decision.retry_after,
+            )
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     try:
         raw = await read_limited(request, MAX_BODY_BYTES)
@@ -102,7 +122,7 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
         if answer is not None:
             return _answered(answer)
     try:
-        messages, _ = parse_messages(raw)
+        messages, _ = parse_messages(raw, rt.message_limits)
     except MessageFormatError as exc:
         INGEST_REJECTED.labels("invalid").inc()
         if exc.message.startswith("body is not valid JSON"):

@@ -10,6 +10,7 @@ Fields and types, ``?`` meaning nullable::
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import orjson
@@ -103,7 +104,61 @@ def _describe(err: Any, index: int | None) -> dict[str, Any]:
 _MANY = TypeAdapter(list[DatastreamMessage])
 
 
-def parse_messages(raw: bytes) -> tuple[list[DatastreamMessage], bool]:
+@dataclass(frozen=True, slots=True)
+class MessageLimits:
+    """What one message may hold beyond the format (``HOOKSTREAM_MESSAGE_MAX_*``)."""
+
+    max_tags: int = 64
+    max_string_length: int = 1024  # name, unit, ids, slug, and each tag's key and value
+
+
+DEFAULT_LIMITS = MessageLimits()
+_LIMITED_FIELDS = (
+    "name", "unit", "externalId", "propertyId", "equipmentId", "gatewayInterfaceId", "slug",
+)
+
+
+def _over_limits(
+    message: DatastreamMessage, limits: MessageLimits, index: int | None
+) -> list[dict[str, Any]]:
+    problems: list[tuple[str, str]] = []
+    longest = limits.max_string_length
+    for name in _LIMITED_FIELDS:
+        value = getattr(message, name)
+        if value is not None and len(value) > longest:
+            problems.append((name, f"'{name}' is longer than {longest} characters"))
+    if len(message.tags) > limits.max_tags:
+        problems.append(("tags", f"'tags' has {len(message.tags)} entries; at most "
+                                 f"{limits.max_tags} are accepted"))
+    for key, value in message.tags.items():
+        if len(key) > longest or len(value) > longest:
+            problems.append(("tags", f"a tag's key or value is longer than {longest} characters"))
+            break
+    details = []
+    for field, text in problems:
+        detail: dict[str, Any] = {"field": field, "message": text}
+        if index is not None:
+            detail["index"] = index
+        details.append(detail)
+    return details
+
+
+def _check_limits(
+    messages: list[DatastreamMessage], is_batch: bool, limits: MessageLimits
+) -> list[DatastreamMessage]:
+    details: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        details += _over_limits(m, limits, i if is_batch else None)
+    if details:
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise MessageFormatError(f"invalid message: {details[0]['message']}{more}",
+                                 details[:100])
+    return messages
+
+
+def parse_messages(
+    raw: bytes, limits: MessageLimits = DEFAULT_LIMITS
+) -> tuple[list[DatastreamMessage], bool]:
     """Parse a request body: one message or an array of 1 to 1000. Returns (messages, is_batch)."""
     try:
         data = orjson.loads(raw)
@@ -123,7 +178,7 @@ def parse_messages(raw: bytes) -> tuple[list[DatastreamMessage], bool]:
         raise MessageFormatError("body must be a JSON object or an array of objects")
 
     try:  # the common case in one call into pydantic-core; errors are described one by one
-        return _MANY.validate_python(items), is_batch
+        return _check_limits(_MANY.validate_python(items), is_batch, limits), is_batch
     except ValidationError:
         pass
     messages: list[DatastreamMessage] = []
@@ -141,7 +196,7 @@ def parse_messages(raw: bytes) -> tuple[list[DatastreamMessage], bool]:
         first = details[0]["message"]
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         raise MessageFormatError(f"invalid message: {first}{more}", details[:100])
-    return messages, is_batch
+    return _check_limits(messages, is_batch, limits), is_batch
 
 
 def to_body(message: DatastreamMessage, received_at_ms: int) -> bytes:

@@ -38,7 +38,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hookstream.errors import ConfigurationError
-from hookstream.ingest.message import KINDS, MAX_BODY_BYTES, MessageFormatError, parse_messages
+from hookstream.ingest.message import (
+    DEFAULT_LIMITS,
+    KINDS,
+    MAX_BODY_BYTES,
+    MessageFormatError,
+    MessageLimits,
+    parse_messages,
+)
 from hookstream.ingest.store import Planned, insert_planned, org_triggers, plan_messages
 from hookstream.metrics import (
     DELIVERIES_ROUTED,
@@ -168,12 +175,14 @@ class Refusal:
         return orjson.dumps({"topic": topic, "error": error, "at": now_ms})
 
 
-def check_payload(payload: bytes) -> list[Any] | Refusal:
+def check_payload(
+    payload: bytes, limits: MessageLimits = DEFAULT_LIMITS
+) -> list[Any] | Refusal:
     """The messages of one MQTT payload (one message or an array), or why they are refused."""
     if len(payload) > MAX_BODY_BYTES:
         return Refusal("too_large", f"the payload is larger than {MAX_BODY_BYTES} bytes")
     try:
-        messages, _ = parse_messages(payload)
+        messages, _ = parse_messages(payload, limits)
     except MessageFormatError as exc:
         if exc.message.startswith("body is not valid JSON"):
             return Refusal("malformed_json", exc.message)
@@ -212,6 +221,7 @@ class Bridge:
 
     def __init__(self, settings: Settings, db: Database, wakeup: Wakeup | None = None) -> None:
         self.config = BridgeConfig.from_settings(settings)
+        self.limits = MessageLimits(settings.message_max_tags, settings.message_max_string_length)
         self.db = db
         self.wakeup = wakeup
         self._queue: asyncio.Queue[Received] = asyncio.Queue()
@@ -388,7 +398,7 @@ class Bridge:
             if len(item.gateway_id) > MAX_GATEWAY_ID:
                 item.refusal = Refusal("unknown_gateway", "no gateway has this id")
                 continue
-            checked = check_payload(item.payload)
+            checked = check_payload(item.payload, self.limits)
             if isinstance(checked, Refusal):
                 item.refusal = checked
             else:

@@ -32,6 +32,7 @@ from sqlalchemy.sql.dml import Insert
 
 from hookstream.storage.tables import (
     attempts,
+    audit_events,
     connectors,
     console_sessions,
     deliveries,
@@ -57,8 +58,28 @@ insert_meta = insert(meta)
 
 # --- organizations ----------------------------------------------------------------------
 insert_organization = insert(organizations)
-organization_by_key_hash = select(organizations.c.id, organizations.c.name).where(
-    organizations.c.api_key_hash == bindparam("key_hash")
+# The current key, or the previous one until its overlap ends.
+organization_by_key_hash = select(
+    organizations.c.id,
+    organizations.c.name,
+    (organizations.c.api_key_hash == bindparam("key_hash")).label("current"),
+).where(
+    or_(
+        organizations.c.api_key_hash == bindparam("key_hash"),
+        and_(
+            organizations.c.previous_api_key_hash == bindparam("key_hash"),
+            organizations.c.previous_api_key_expires_at > bindparam("now"),
+        ),
+    )
+)
+rotate_organization_key = (
+    update(organizations)
+    .where(organizations.c.id == bindparam("b_id"))
+    .values(
+        previous_api_key_hash=organizations.c.api_key_hash,
+        previous_api_key_expires_at=bindparam("b_until"),
+        api_key_hash=bindparam("b_new_hash"),
+    )
 )
 
 
@@ -72,7 +93,27 @@ def list_organizations(after: str | None, limit: int) -> Select[tuple[str, str, 
 # --- gateways ---------------------------------------------------------------------------
 insert_gateway = insert(gateways)
 gateway_by_token_hash = select(gateways.c.id, gateways.c.org_id).where(
-    gateways.c.ingest_token_hash == bindparam("token_hash"), gateways.c.deleted_at.is_(None)
+    or_(
+        gateways.c.ingest_token_hash == bindparam("token_hash"),
+        and_(
+            gateways.c.previous_token_hash == bindparam("token_hash"),
+            gateways.c.previous_token_expires_at > bindparam("now"),
+        ),
+    ),
+    gateways.c.deleted_at.is_(None),
+)
+rotate_gateway_token = (
+    update(gateways)
+    .where(
+        gateways.c.org_id == bindparam("b_org_id"),
+        gateways.c.id == bindparam("b_id"),
+        gateways.c.deleted_at.is_(None),
+    )
+    .values(
+        previous_token_hash=gateways.c.ingest_token_hash,
+        previous_token_expires_at=bindparam("b_until"),
+        ingest_token_hash=bindparam("b_new_hash"),
+    )
 )
 _gateway_cols = (gateways.c.id, gateways.c.name, gateways.c.external_id, gateways.c.created_at)
 get_gateway = select(*_gateway_cols).where(
@@ -1008,8 +1049,27 @@ subscriptions_to_end = select(plant_subscriptions.c.id, plant_subscriptions.c.co
 # --- subscription keys ----------------------------------------------------------------------
 insert_subscription_key = insert(subscription_keys)
 subscription_key_by_hash = select(subscription_keys.c.id, subscription_keys.c.org_id).where(
-    subscription_keys.c.key_hash == bindparam("key_hash"),
+    or_(
+        subscription_keys.c.key_hash == bindparam("key_hash"),
+        and_(
+            subscription_keys.c.previous_key_hash == bindparam("key_hash"),
+            subscription_keys.c.previous_key_expires_at > bindparam("now"),
+        ),
+    ),
     subscription_keys.c.deleted_at.is_(None),
+)
+rotate_subscription_key = (
+    update(subscription_keys)
+    .where(
+        subscription_keys.c.org_id == bindparam("b_org_id"),
+        subscription_keys.c.id == bindparam("b_id"),
+        subscription_keys.c.deleted_at.is_(None),
+    )
+    .values(
+        previous_key_hash=subscription_keys.c.key_hash,
+        previous_key_expires_at=bindparam("b_until"),
+        key_hash=bindparam("b_new_hash"),
+    )
 )
 
 
@@ -1174,3 +1234,82 @@ purge_expired_oauth_tokens = delete(oauth_tokens).where(
         oauth_tokens.c.refresh_expires_at <= bindparam("before"),
     ),
 )
+
+# --- the audit log ---------------------------------------------------------------------------
+insert_audit_event = insert(audit_events)
+
+
+def list_audit_events(
+    org_id: str,
+    *,
+    target_id: str | None,
+    action: str | None,
+    since: int | None,
+    until: int | None,
+    after: str | None,
+    limit: int,
+) -> Select[tuple[object, ...]]:
+    q = select(
+        audit_events.c.id,
+        audit_events.c.actor,
+        audit_events.c.action,
+        audit_events.c.target_type,
+        audit_events.c.target_id,
+        audit_events.c.details,
+        audit_events.c.created_at,
+    ).where(audit_events.c.org_id == org_id)
+    if target_id is not None:
+        q = q.where(audit_events.c.target_id == target_id)
+    if action is not None:
+        q = q.where(audit_events.c.action == action)
+    if since is not None:
+        q = q.where(audit_events.c.created_at >= since)
+    if until is not None:
+        q = q.where(audit_events.c.created_at < until)
+    if after:
+        q = q.where(audit_events.c.id > after)
+    return q.order_by(audit_events.c.id).limit(limit)
+
+# --- limits per organization -----------------------------------------------------------------
+count_connectors = select(func.count()).where(
+    connectors.c.org_id == bindparam("org_id"),
+    connectors.c.deleted_at.is_(None),
+    connectors.c.system.is_(None),
+)
+count_triggers = select(func.count()).where(triggers.c.org_id == bindparam("org_id"))
+
+
+# --- secrets at rest: re-encryption under the first key of HOOKSTREAM_SECRETS_KEY -------------
+from hookstream.storage.tables import metadata  # noqa: E402
+
+# Every column that holds Fernet ciphertext, by table (each table keyed by "id"). A new
+# encrypted column goes here too, or `hookstream secrets rotate-key` would leave it under the
+# old key (tests/test_secrets_at_rest.py fails on an "_enc" column missing from this list).
+ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "connectors": ("secret_enc", "previous_secret_enc", "auth_secret_enc", "headers_enc"),
+}
+
+
+def encrypted_values(table: str, after: str, limit: int) -> Select[tuple[object, ...]]:
+    """A batch of rows' encrypted columns, in id order, locked until the re-encryption commits."""
+    t = metadata.tables[table]
+    cols = [t.c[name] for name in ENCRYPTED_COLUMNS[table]]
+    # FOR UPDATE (PostgreSQL; SQLite's write transaction is exclusive already): a change made
+    # meanwhile by the service is not overwritten with the value read before it.
+    return (
+        select(t.c.id, *cols)
+        .where(t.c.id > after)
+        .order_by(t.c.id)
+        .limit(limit)
+        .with_for_update()
+    )
+
+
+def update_encrypted_values(table: str, columns: tuple[str, ...]) -> Update:
+    """One row's encrypted ``columns`` set to ``b_<column>``."""
+    t = metadata.tables[table]
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values({t.c[name]: bindparam(f"b_{name}") for name in columns})
+    )

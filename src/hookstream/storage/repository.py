@@ -54,8 +54,13 @@ class Repository:
     async def insert_organization(self, **values: Any) -> None:
         await self.conn.execute(q.insert_organization, values)
 
-    async def organization_by_key_hash(self, key_hash: str) -> Row[Any] | None:
-        return await self._one(q.organization_by_key_hash, {"key_hash": key_hash})
+    async def organization_by_key_hash(self, key_hash: str, now: int) -> Row[Any] | None:
+        return await self._one(q.organization_by_key_hash, {"key_hash": key_hash, "now": now})
+
+    async def rotate_organization_key(self, org_id: str, new_hash: str, until: int) -> int:
+        return await self._count(
+            q.rotate_organization_key, {"b_id": org_id, "b_new_hash": new_hash, "b_until": until}
+        )
 
     async def list_organizations(self, after: str | None, limit: int) -> Rows:
         return await self._all(q.list_organizations(after, limit))
@@ -64,8 +69,15 @@ class Repository:
     async def insert_gateway(self, **values: Any) -> None:
         await self.conn.execute(q.insert_gateway, values)
 
-    async def gateway_by_token_hash(self, token_hash: str) -> Row[Any] | None:
-        return await self._one(q.gateway_by_token_hash, {"token_hash": token_hash})
+    async def gateway_by_token_hash(self, token_hash: str, now: int) -> Row[Any] | None:
+        return await self._one(q.gateway_by_token_hash, {"token_hash": token_hash, "now": now})
+
+    async def rotate_gateway_token(
+        self, org_id: str, gateway_id: str, new_hash: str, until: int
+    ) -> int:
+        return await self._count(q.rotate_gateway_token, {
+            "b_org_id": org_id, "b_id": gateway_id, "b_new_hash": new_hash, "b_until": until,
+        })
 
     async def get_gateway(self, org_id: str, gateway_id: str) -> Row[Any] | None:
         return await self._one(q.get_gateway, {"org_id": org_id, "id": gateway_id})
@@ -469,8 +481,15 @@ class Repository:
     async def insert_subscription_key(self, **values: Any) -> None:
         await self.conn.execute(q.insert_subscription_key, values)
 
-    async def subscription_key_by_hash(self, key_hash: str) -> Row[Any] | None:
-        return await self._one(q.subscription_key_by_hash, {"key_hash": key_hash})
+    async def subscription_key_by_hash(self, key_hash: str, now: int) -> Row[Any] | None:
+        return await self._one(q.subscription_key_by_hash, {"key_hash": key_hash, "now": now})
+
+    async def rotate_subscription_key(
+        self, org_id: str, key_id: str, new_hash: str, until: int
+    ) -> int:
+        return await self._count(q.rotate_subscription_key, {
+            "b_org_id": org_id, "b_id": key_id, "b_new_hash": new_hash, "b_until": until,
+        })
 
     async def list_subscription_keys(self, org_id: str, after: str | None, limit: int) -> Rows:
         return await self._all(q.list_subscription_keys(org_id, after, limit))
@@ -555,3 +574,45 @@ class Repository:
 
     async def purge_expired_oauth_tokens(self, before: int) -> int:
         return await self._count(q.purge_expired_oauth_tokens, {"before": before})
+
+    # --- the audit log ------------------------------------------------------------------
+    async def insert_audit_event(self, **values: Any) -> None:
+        await self.conn.execute(q.insert_audit_event, values)
+
+    async def list_audit_events(
+        self,
+        org_id: str,
+        *,
+        target_id: str | None = None,
+        action: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> Rows:
+        return await self._all(q.list_audit_events(
+            org_id, target_id=target_id, action=action, since=since, until=until, after=after,
+            limit=limit,
+        ))
+
+    # --- limits per organization ----------------------------------------------------------
+    async def count_connectors(self, org_id: str) -> int:
+        return int((await self.conn.execute(q.count_connectors, {"org_id": org_id})).scalar_one())
+
+    async def count_triggers(self, org_id: str) -> int:
+        return int((await self.conn.execute(q.count_triggers, {"org_id": org_id})).scalar_one())
+
+    # --- secrets at rest: re-encryption under a new key ---------------------------------------
+    async def encrypted_values(self, table: str, after: str, limit: int) -> Rows:
+        """Up to ``limit`` rows of ``table`` after id ``after``: id and encrypted columns."""
+        return await self._all(q.encrypted_values(table, after, limit))
+
+    async def update_encrypted_values(
+        self, table: str, row_id: str, values: dict[str, str]
+    ) -> int:
+        """Set some encrypted columns of one row (``values``: column -> ciphertext)."""
+        columns = tuple(sorted(values))
+        return await self._count(
+            q.update_encrypted_values(table, columns),
+            {"b_id": row_id, **{f"b_{name}": values[name] for name in columns}},
+        )

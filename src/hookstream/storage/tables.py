@@ -40,6 +40,9 @@ organizations = Table(
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("api_key_hash", String(64), nullable=False, unique=True),
+    # Key rotation: the previous key keeps working until it expires (NULL: none).
+    Column("previous_api_key_hash", String(64), unique=True),
+    Column("previous_api_key_expires_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
 )
 
@@ -51,6 +54,8 @@ gateways = Table(
     Column("name", String(200), nullable=False),
     Column("external_id", String(200)),
     Column("ingest_token_hash", String(64), nullable=False, unique=True),
+    Column("previous_token_hash", String(64), unique=True),
+    Column("previous_token_expires_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
     Index(None, "org_id", "id"),
@@ -283,6 +288,8 @@ subscription_keys = Table(
     Column("org_id", String(40), ForeignKey("organizations.id"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("key_hash", String(64), nullable=False, unique=True),
+    Column("previous_key_hash", String(64), unique=True),
+    Column("previous_key_expires_at", BigInteger),
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
     Index(None, "org_id", "id"),
@@ -362,4 +369,20 @@ oauth_tokens = Table(
     Column("refresh_used_at", BigInteger),
     Column("revoked_at", BigInteger),
     Index(None, "family_id"),
+)
+
+# Who changed what, and when: connectors, triggers, keys, subscriptions, gateways.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),  # e.g. "api_key", "user:usr_...", "admin"
+    Column("action", String(64), nullable=False),  # e.g. "connector.updated"
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(64), nullable=False),
+    Column("details", Text),  # JSON: what changed (field names, never secret values)
+    Column("created_at", BigInteger, nullable=False),
+    Index(None, "org_id", "id"),
+    Index(None, "org_id", "target_id", "id"),
 )

@@ -21,6 +21,7 @@ from hookstream.deliver.retry import RetryPolicy
 from hookstream.deliver.signing import new_secret, secret_key
 from hookstream.deliver.webhook import Endpoint
 from hookstream.ids import new_id, now_ms
+from hookstream.record.audit import audit
 from hookstream.runtime import Runtime
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import THERMOSTAT_KIND
@@ -64,12 +65,7 @@ async def validate_endpoint(rt: Runtime, url: str, secret: str, plant_id: str) -
         policy=RetryPolicy(s.retry_schedule, 0.0),
         headers={EVENT_TYPE_HEADER: "SubscriptionValidation"},
     )
-    sender = Sender(
-        allow_private=s.allow_private_targets,
-        connect_timeout=s.connect_timeout,
-        total_timeout=s.request_timeout,
-        max_connections=1,
-    )
+    sender = Sender.from_settings(s, max_connections=1)
     try:
         result = await attempt(sender, endpoint, THERMOSTAT_KIND, event_id, body)
     finally:
@@ -122,6 +118,10 @@ async def create_subscription(
             verified=verified,
             created_at=now,
         )
+        await audit(repo, org_id, "subscription.created", "subscription", subscription_id, {
+            "plantId": plant_id, "clientId": client_id, "endpointUrl": url,
+            "verified": verified,
+        })
     return {
         "plantId": plant_id,
         "subscriptionId": subscription_id,
@@ -140,5 +140,7 @@ async def end_subscriptions(repo: Repository, org_id: str, rows: Any, now: int) 
     for row in rows:
         await repo.cancel_open_deliveries(row.connector_id, now)  # deliveries first, as workers
         await repo.delete_connector(org_id, row.connector_id, now)
-        ended += await repo.delete_plant_subscription(row.id, now)
+        if await repo.delete_plant_subscription(row.id, now):
+            ended += 1
+            await audit(repo, org_id, "subscription.deleted", "subscription", row.id)
     return ended

@@ -1,0 +1,46 @@
+"""The audit log: who changed which connector, trigger, gateway, key or subscription, and when.
+
+Each change writes its event in the transaction that makes the change, so the log has every
+change that happened and nothing that did not. The actor is whoever the request authenticated
+as, set by the authentication dependencies (which run in the request's context):
+``api_key``, ``api_key:previous`` (during a rotation's overlap), ``admin``,
+``application:<clientId>`` or ``user:<email>``. Details name what changed; secret values never
+appear in them.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+from hookstream.ids import new_id, now_ms
+from hookstream.storage.repository import Repository
+
+_actor: ContextVar[str] = ContextVar("hookstream_actor", default="system")
+
+
+def set_actor(actor: str) -> None:
+    _actor.set(actor)
+
+
+def current_actor() -> str:
+    return _actor.get()
+
+
+async def audit(
+    repo: Repository,
+    org_id: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record ``action`` on a target, by the current actor, in the caller's transaction."""
+    await repo.insert_audit_event(
+        id=new_id("aud"), org_id=org_id, actor=current_actor(), action=action,
+        target_type=target_type, target_id=target_id,
+        details=None if not details else orjson.dumps(details).decode(),
+        created_at=now_ms(),
+    )

@@ -1,0 +1,46 @@
+"""Console users' passwords: argon2id hashes (argon2-cffi's defaults, RFC 9106's second profile)."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from hookstream.errors import ValidationFailed
+
+MIN_LENGTH = 8
+# argon2 takes any length, but a megabyte-long "password" would only cost us time to hash.
+MAX_LENGTH = 1024
+
+_hasher = PasswordHasher()
+
+# Verified against when no user has the email given at sign-in, so that an unknown email takes
+# as long to refuse as a wrong password: timing does not tell which emails have accounts.
+DUMMY_HASH = _hasher.hash("hookstream: no user has this email")
+
+
+def hash_password(password: str) -> str:
+    """The stored form of ``password`` (argon2id, with its own random salt)."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash``; False (never an error) when it does not
+    or when the hash is malformed."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def check_password_strength(password: str) -> None:
+    """Refuse a password that is too short (or absurdly long) with ValidationFailed."""
+    if len(password) < MIN_LENGTH:
+        raise ValidationFailed(
+            f"the password must be at least {MIN_LENGTH} characters long",
+            details=[{"field": "password", "message": f"shorter than {MIN_LENGTH} characters"}],
+        )
+    if len(password) > MAX_LENGTH:
+        raise ValidationFailed(
+            f"the password must be at most {MAX_LENGTH} characters long",
+            details=[{"field": "password", "message": f"longer than {MAX_LENGTH} characters"}],
+        )
