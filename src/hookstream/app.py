@@ -29,6 +29,7 @@ from hookstream.api import (
 from hookstream.api import oauth2 as oauth2_api
 from hookstream.api.limits import BodyLimit
 from hookstream.console import pages as console_pages
+from hookstream.console import routes as console_routes
 from hookstream.console.sessions import CsrfRejected
 from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
@@ -65,7 +66,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(module.router)
     app.include_router(ingest_http.router)
     app.include_router(oauth2_api.router)
-    app.include_router(console_pages.router)
+    app.include_router(console_routes.router)  # sign-in and every console page
     app.add_exception_handler(CsrfRejected, console_pages.csrf_rejected)
     for router in (plants.router, developers.clients, developers.keys, smarther.router,
                    organizations.own, audit.router):

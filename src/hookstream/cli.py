@@ -77,13 +77,18 @@ async def _start(
         await migrations.ensure_current(settings)
     runtime = await Runtime.open(settings)
     try:
-        _banner(runtime, api=api, worker=worker, mqtt=mqtt)
+        local = None
+        if api and migrate:  # serve: a fresh local trial gets a console user
+            from hookstream.console.users import ensure_local_user
+
+            local = await ensure_local_user(runtime)
+        _banner(runtime, api=api, worker=worker, mqtt=mqtt, local=local)
         await run_roles(runtime, api=api, worker=worker, mqtt=mqtt)
     finally:
         await runtime.close()
 
 
-def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool) -> None:
+def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool, local: Any = None) -> None:
     s: Settings = runtime.settings
     roles = " + ".join(
         r for r, on in (("api", api), ("delivery worker", worker), ("MQTT bridge", mqtt)) if on
@@ -95,6 +100,13 @@ def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool) -> None:
         out.print(f"  API        {base}/api/v1   (ingest: {base}/ingest/v1/{{kind}})",
                   highlight=False)
         out.print(f"  docs       {base}/docs   OpenAPI: {base}/openapi.json", highlight=False)
+        out.print(f"  console    {base}/console", highlight=False)
+        console_file = Path(s.data_dir) / "console.txt"
+        if local is not None:
+            out.print(f"  sign in    {local.email} / {local.password}   (generated now; shown "
+                      f"once, kept in {local.file})", highlight=False)
+        elif s.is_sqlite and console_file.exists():
+            out.print(f"  sign in    see {console_file}", highlight=False)
     if mqtt and s.mqtt_url:
         from hookstream.ingest.mqtt import BridgeConfig
 
@@ -371,7 +383,10 @@ def replay(
 
 @keys_app.command("secrets")
 def keys_secrets() -> None:
-    """Print a new value for HOOKSTREAM_SECRETS_KEY."""
+    """Print a new value for HOOKSTREAM_SECRETS_KEY.
+
+    To rotate the key, set NEW,OLD in every process, then run hookstream secrets rotate-key.
+    """
     from cryptography.fernet import Fernet
 
     print(Fernet.generate_key().decode())
@@ -383,9 +398,11 @@ def secrets_rotate_key(
 ) -> None:
     """Re-encrypt every stored secret under the first key of HOOKSTREAM_SECRETS_KEY.
 
-    Set HOOKSTREAM_SECRETS_KEY=NEW,OLD in every process first (README: Secrets at rest); then
-    this can run while they do. Values already under the first key are left as they are, so
-    running it again is harmless. Exits 1, naming the row, at a value no key decrypts.
+    First give every process HOOKSTREAM_SECRETS_KEY=NEW,OLD (README: Secrets at rest).
+
+    It runs while they serve. Values under the first key already are skipped: run it again freely.
+
+    Exits 1, naming table, column and row, at a value that no key decrypts.
     """
     from rich.markup import escape
 
@@ -403,8 +420,8 @@ def secrets_rotate_key(
         raise typer.Exit(2)
 
     async def go() -> tuple[SecretBox, list[ColumnCount] | UndecryptableValue]:
+        box = SecretBox(load_secrets_key(settings))  # a malformed key before the database
         await migrations.ensure_current(settings)
-        box = SecretBox(load_secrets_key(settings))
         db = Database(settings, pool_size=1)
         try:
             async with database_errors(settings.database_url):

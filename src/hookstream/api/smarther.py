@@ -34,6 +34,8 @@ from hookstream.runtime import Runtime
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import ModuleGone, change_module
 from hookstream.thermostat.state import (
+    FUNCTIONS,
+    MODES,
     CommandError,
     ModuleState,
     apply_command,
@@ -65,6 +67,26 @@ _MODULE_PATH = (
     "/modules/parameter/id/value/{module_id}"
 )
 _MAX_BODY = 64 * 1024
+# The set call's body, read by hand (apply_command): documented here so clients and the
+# fuzz tests know it.
+_SET_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {
+        "type": "object", "required": ["mode"], "additionalProperties": False,
+        "properties": {
+            "function": {"type": "string", "enum": list(FUNCTIONS)},
+            "mode": {"type": "string", "enum": list(MODES)},
+            "setPoint": {"type": "object", "additionalProperties": False, "properties": {
+                "value": {"type": ["string", "number"]},
+                "unit": {"type": "string", "enum": ["C", "F"]},
+            }},
+            "programs": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["number"],
+                "properties": {"number": {"type": ["string", "integer"]}},
+            }},
+            "activationTime": {"type": "string", "description": "RFC 3339, or start/end"},
+        },
+    },
+}}}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +163,8 @@ async def _plant(rt: Runtime, org_id: str, plant_id: str) -> Any:
 
 
 # --- plants and topology -------------------------------------------------------------------
-@router.get("/plants", summary="The plants the user gave access to (204 when none)")
+@router.get("/plants", summary="The plants the user gave access to (204 when none)",
+            responses={204: {"description": "No plant yet"}})
 async def plants(who: CallerDep, rt: RuntimeDep) -> Response:
     who.need(READ)
     async with rt.db.read() as conn:
@@ -187,7 +210,8 @@ async def get_module(
     return module_status(ModuleState.from_json(row.state), plant_id, module_id)
 
 
-@router.post(_MODULE_PATH, summary="Set function, mode, setPoint, programs, activationTime")
+@router.post(_MODULE_PATH, summary="Set function, mode, setPoint, programs, activationTime",
+             openapi_extra=_SET_BODY)
 async def set_module(
     plant_id: str, module_id: str, request: Request, who: CallerDep, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -262,7 +286,8 @@ async def subscribe(
     )
 
 
-@router.get("/subscription", summary="This application's subscriptions (204 when none)")
+@router.get("/subscription", summary="This application's subscriptions (204 when none)",
+            responses={204: {"description": "No subscription yet"}})
 async def subscriptions(who: CallerDep, rt: RuntimeDep) -> Response:
     who.need(READ)
     async with rt.db.read() as conn:
@@ -272,8 +297,9 @@ async def subscriptions(who: CallerDep, rt: RuntimeDep) -> Response:
     return JSON([_subscription(r) for r in rows])
 
 
+# response_class: the 200 has no body, so the schema must not promise JSON.
 @router.delete("/plants/{plant_id}/subscription/{subscription_id}",
-               summary="Unsubscribe (200, as the original answers)")
+               summary="Unsubscribe (200, as the original answers)", response_class=Response)
 async def unsubscribe(
     plant_id: str, subscription_id: str, who: CallerDep, rt: RuntimeDep
 ) -> Response:

@@ -1,4 +1,4 @@
-"""The console's sign-in, sign-out and home pages: server-rendered HTML, no JavaScript.
+"""The console's sign-in and sign-out pages, and the rendering every page shares.
 
 Every page goes out with ``security_headers``. The Referrer-Policy is ``same-origin``, not
 ``no-referrer``: under ``no-referrer`` browsers send ``Origin: null`` on the posts of our own
@@ -277,12 +277,3 @@ async def sign_out(request: Request) -> Response:
     response = redirect(SIGN_IN)
     await end_session(request, response)
     return response
-
-
-@router.get(HOME)
-async def home(request: Request) -> Response:
-    user = await current_user(request)
-    if user is None:
-        return redirect(sign_in_url(HOME))
-    return render("home.html", email=user.email, org_id=user.org_id,
-                  csrf_token=user.csrf_token)

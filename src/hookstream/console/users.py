@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
 from hookstream.errors import Conflict, NotFound, ValidationFailed
-from hookstream.ids import new_id, now_ms
+from hookstream.ids import hash_key, new_id, new_key, now_ms
+from hookstream.runtime import Runtime, write_private
 from hookstream.security.passwords import check_password_strength, hash_password
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
@@ -66,3 +69,55 @@ async def create_user(db: Database, org_id: str, email: str, password: str) -> N
     except IntegrityError:  # the same email created concurrently
         raise Conflict(f"a user with the email '{normalized}' already exists") from None
     return user
+
+
+# The local trial's first user (make run): "localhost" has no dot, which check_email would
+# refuse, and that is why it cannot clash with a real address.
+LOCAL_ORG = "Local"
+LOCAL_EMAIL = "admin@localhost"
+LOCAL_FILE = "console.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSignIn:
+    """The console sign-in made for a fresh local trial (the password is shown once)."""
+
+    org_id: str
+    email: str
+    password: str
+    file: Path
+
+
+async def ensure_local_user(rt: Runtime) -> LocalSignIn | None:
+    """On a fresh local trial (SQLite, private targets allowed, no organization yet): an
+    organization "Local" with a console user ``admin@localhost`` and a random password, also
+    written to ``var/console.txt`` (mode 0600); None otherwise."""
+    s = rt.settings
+    if not (s.is_sqlite and s.allow_private_targets):
+        return None
+    async with rt.db.read() as conn:
+        if await Repository(conn).list_organizations(None, 1):
+            return None
+    password = secrets.token_urlsafe(12)
+    password_hash = await asyncio.to_thread(hash_password, password)
+    org_id, now = new_id("org"), now_ms()
+    async with rt.db.write() as conn:
+        repo = Repository(conn)
+        # Checked again under the write lock: another process may have just done it.
+        if await repo.list_organizations(None, 1):
+            return None
+        # Its API key is not kept: the console is the way in (the admin key can rotate it).
+        await repo.insert_organization(
+            id=org_id, name=LOCAL_ORG, api_key_hash=hash_key(new_key("hsk")), created_at=now
+        )
+        await repo.insert_user(
+            id=new_id("usr"), org_id=org_id, email=LOCAL_EMAIL, password_hash=password_hash,
+            created_at=now, disabled_at=None,
+        )
+    file = Path(s.data_dir) / LOCAL_FILE
+    write_private(file, (
+        f"console   http://{s.listen}/console\n"
+        f"email     {LOCAL_EMAIL}\n"
+        f"password  {password}"
+    ))
+    return LocalSignIn(org_id, LOCAL_EMAIL, password, file)

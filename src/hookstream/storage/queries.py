@@ -1313,3 +1313,43 @@ def update_encrypted_values(table: str, columns: tuple[str, ...]) -> Update:
         .where(t.c.id == bindparam("b_id"))
         .values({t.c[name]: bindparam(f"b_{name}") for name in columns})
     )
+
+
+# --- the console: a connector's health --------------------------------------------------------
+# Attempts carry no connector: they are counted through their delivery. "first_id" (the
+# smallest attempt id of the window's first millisecond; ids are made when the attempt is
+# recorded, after it started) lets the primary key bound the scan to the window.
+_attempt_succeeded = and_(attempts.c.status_code >= 200, attempts.c.status_code < 300)
+connector_attempt_counts = (
+    select(
+        deliveries.c.connector_id,
+        func.count().label("attempts"),
+        func.sum(case((_attempt_succeeded, 1), else_=0)).label("succeeded"),
+    )
+    .select_from(attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id))
+    .where(
+        attempts.c.id >= bindparam("first_id"),
+        attempts.c.started_at >= bindparam("since"),
+        deliveries.c.org_id == bindparam("org_id"),
+    )
+    .group_by(deliveries.c.connector_id)
+)
+# The connector's latest failed attempt in the window: no answer, or not a 2xx.
+connector_last_failure = (
+    select(
+        attempts.c.delivery_id,
+        attempts.c.started_at,
+        attempts.c.status_code,
+        attempts.c.error,
+        attempts.c.response_body,
+    )
+    .select_from(attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id))
+    .where(
+        attempts.c.id >= bindparam("first_id"),
+        deliveries.c.org_id == bindparam("org_id"),
+        deliveries.c.connector_id == bindparam("connector_id"),
+        or_(attempts.c.status_code.is_(None), ~_attempt_succeeded),
+    )
+    .order_by(attempts.c.id.desc())
+    .limit(1)
+)

@@ -616,3 +616,19 @@ class Repository:
             q.update_encrypted_values(table, columns),
             {"b_id": row_id, **{f"b_{name}": values[name] for name in columns}},
         )
+
+    # --- the console: a connector's health ----------------------------------------------------
+    async def connector_attempt_counts(self, org_id: str, first_id: str, since: int) -> Rows:
+        """Per connector of ``org_id``: attempts started since ``since``, and how many got a
+        2xx (``first_id``: ``ids.first_id_at("att", since)``, which bounds the scan)."""
+        return await self._all(
+            q.connector_attempt_counts, {"org_id": org_id, "first_id": first_id, "since": since}
+        )
+
+    async def connector_last_failure(
+        self, org_id: str, connector_id: str, first_id: str
+    ) -> Row[Any] | None:
+        """The connector's latest attempt that got no 2xx, among attempts from ``first_id`` on."""
+        return await self._one(q.connector_last_failure, {
+            "org_id": org_id, "connector_id": connector_id, "first_id": first_id,
+        })

@@ -1,0 +1,66 @@
+// The console's few behaviours. Every page works without them; they only make it nicer.
+"use strict";
+
+// The authentication choice: show the fields of the chosen type only. The hidden sections
+// are disabled too, so the browser neither sends nor checks them.
+function showAuthFields(select) {
+  for (const section of document.querySelectorAll("[data-auth-section]")) {
+    const chosen = section.dataset.authSection === select.value;
+    section.hidden = !chosen;
+    section.disabled = !chosen;
+  }
+}
+
+// "All gateways" makes the list of gateways moot.
+function syncAllGateways(box) {
+  const picker = document.getElementById(box.dataset.controls);
+  if (!picker) return;
+  for (const input of picker.querySelectorAll("input")) input.disabled = box.checked;
+  picker.classList.toggle("muted", box.checked);
+}
+
+async function copyText(button) {
+  const target = document.getElementById(button.dataset.copy);
+  if (!target) return;
+  const text = target.textContent.trim();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (error) {
+    // Plain http on another host is not a secure context: select it for Ctrl-C instead.
+    const range = document.createRange();
+    range.selectNodeContents(target);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    document.execCommand("copy");
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = label; }, 1500);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const auth = document.querySelector("[data-auth-select]");
+  if (auth) {
+    showAuthFields(auth);
+    auth.addEventListener("change", () => showAuthFields(auth));
+  }
+  for (const box of document.querySelectorAll("[data-all-gateways]")) {
+    syncAllGateways(box);
+    box.addEventListener("change", () => syncAllGateways(box));
+  }
+  for (const button of document.querySelectorAll("[data-copy]")) {
+    button.hidden = false;
+    button.addEventListener("click", () => copyText(button));
+  }
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+  // A delivery still in the queue: look again in a moment.
+  const refresh = document.querySelector("[data-refresh]");
+  if (refresh) {
+    setTimeout(() => window.location.reload(), Number(refresh.dataset.refresh) * 1000);
+  }
+});
