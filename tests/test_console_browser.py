@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import re
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
@@ -41,7 +42,9 @@ CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to a temporary directory; HOOKSTREAM_SCREENSHOTS_DIR=docs/screenshots makes
+# the run refresh the README's (so an ordinary test run leaves the checkout clean).
+SCREENSHOTS_ENV = "HOOKSTREAM_SCREENSHOTS_DIR"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 EMAIL = "ana@acme.example"
@@ -145,12 +148,20 @@ def verify_signature(secret: str, received: Received) -> bool:
     return expected in received.headers["webhook-signature"].split(" ")
 
 
+def screenshots_dir() -> Path:
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    if chosen:
+        return Path(chosen) if Path(chosen).is_absolute() else ROOT / chosen
+    return Path(tempfile.gettempdir()) / "hookstream-screenshots"
+
+
 async def shoot(page: Any, name: str, enabled: bool, *, full_page: bool = False) -> None:
     """A screenshot of what the page shows, for the README (once per run: on SQLite)."""
     if enabled:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        where = screenshots_dir()
+        where.mkdir(parents=True, exist_ok=True)
         await page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+        await page.screenshot(path=str(where / f"{name}.png"), full_page=full_page)
 
 
 async def test_a_new_user_walks_the_document_flow_and_replays_a_failure(
