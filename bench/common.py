@@ -318,6 +318,13 @@ class Workspace:
             HOOKSTREAM_ALLOW_PRIVATE_TARGETS="true",
             HOOKSTREAM_DATA_DIR=str(self.dir / "data"),
             HOOKSTREAM_SQLITE_SYNCHRONOUS=self.options.sqlite_synchronous,
+            # The benchmarks measure throughput, far above a real gateway's or API client's
+            # rate; the limiters still run (a dict lookup per request), they just never refuse.
+            HOOKSTREAM_INGEST_TOKEN_RATE_PER_MINUTE="1000000000",
+            HOOKSTREAM_API_KEY_RATE_PER_MINUTE="1000000000",
+            # Connectors per organization: the fan-out and isolation runs make 101.
+            HOOKSTREAM_MAX_CONNECTORS_PER_ORG="10000",
+            HOOKSTREAM_MAX_TRIGGERS_PER_ORG="100000",
         )
         if listen is not None:
             env["HOOKSTREAM_LISTEN"] = listen
