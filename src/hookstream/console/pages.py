@@ -36,7 +36,7 @@ from hookstream.console.sessions import (
 )
 from hookstream.console.users import EMAIL_MAX, normalize_email
 from hookstream.runtime import Runtime
-from hookstream.security.passwords import DUMMY_HASH, MAX_LENGTH, verify_password
+from hookstream.security.passwords import MAX_LENGTH, dummy_hash, verify_password
 from hookstream.storage.repository import Repository
 
 router = APIRouter(include_in_schema=False)
@@ -205,7 +205,7 @@ async def _check_credentials(rt: Runtime, email: str, password: str) -> Any:
         async with rt.db.read() as conn:
             row = await Repository(conn).user_by_email(email)
     usable = row is not None and row.disabled_at is None
-    stored = row.password_hash if row is not None and usable else DUMMY_HASH
+    stored = row.password_hash if row is not None and usable else dummy_hash()
     # argon2 takes ~0.1 s of CPU (and releases the GIL): off the event loop.
     ok = await asyncio.to_thread(verify_password, stored, password[: MAX_LENGTH + 1])
     return row if ok and usable else None

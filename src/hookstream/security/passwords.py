@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -13,9 +15,16 @@ MAX_LENGTH = 1024
 
 _hasher = PasswordHasher()
 
-# Verified against when no user has the email given at sign-in, so that an unknown email takes
-# as long to refuse as a wrong password: timing does not tell which emails have accounts.
-DUMMY_HASH = _hasher.hash("hookstream: no user has this email")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when no user has the email given at sign-in, so that an unknown email
+    takes as long to refuse as a wrong password: timing does not tell which emails exist.
+
+    Made on first use, not at import: an argon2 hash takes 64 MiB for a moment, which every
+    process importing this module (delivery workers too) would otherwise carry as peak RSS."""
+    return _hasher.hash("hookstream: no user has this email")
 
 
 def hash_password(password: str) -> str:
