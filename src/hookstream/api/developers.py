@@ -14,7 +14,7 @@ from fastapi import APIRouter, Response
 from pydantic import Field, field_validator
 
 from hookstream.api.common import Cursor, Limit, OrgId, RuntimeDep, decode_cursor, page, rfc3339
-from hookstream.api.schemas import Name, Rotation, Strict
+from hookstream.api.schemas import Name, Rotation, Strict, overlap_of
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.record.audit import audit
@@ -164,9 +164,7 @@ async def delete_key(key_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
 async def rotate_key(
     key_id: str, org_id: OrgId, rt: RuntimeDep, body: Rotation | None = None
 ) -> dict[str, Any]:
-    overlap = rt.settings.key_rotation_overlap_seconds
-    if body is not None and body.overlapSeconds is not None:
-        overlap = body.overlapSeconds
+    overlap = overlap_of(body, rt.settings.key_rotation_overlap_seconds)
     key, now = new_key("hssk"), now_ms()
     until = now + overlap * 1000
     async with rt.db.write() as conn:

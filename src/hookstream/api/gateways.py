@@ -15,7 +15,7 @@ from hookstream.api.common import (
     page,
     rfc3339,
 )
-from hookstream.api.schemas import GatewayCreate, GatewayUpdate, Rotation
+from hookstream.api.schemas import GatewayCreate, GatewayUpdate, Rotation, overlap_of
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.record.audit import audit
@@ -111,9 +111,7 @@ async def delete(gateway_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
 async def rotate_token(
     gateway_id: str, org_id: OrgId, rt: RuntimeDep, body: Rotation | None = None
 ) -> dict[str, Any]:
-    overlap = rt.settings.key_rotation_overlap_seconds
-    if body is not None and body.overlapSeconds is not None:
-        overlap = body.overlapSeconds
+    overlap = overlap_of(body, rt.settings.key_rotation_overlap_seconds)
     token, now = new_key("hsi"), now_ms()
     until = now + overlap * 1000
     async with rt.db.write() as conn:

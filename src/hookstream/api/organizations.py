@@ -16,7 +16,7 @@ from hookstream.api.common import (
     require_admin,
     rfc3339,
 )
-from hookstream.api.schemas import OrganizationCreate, Rotation
+from hookstream.api.schemas import OrganizationCreate, Rotation, overlap_of
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.record.audit import audit
@@ -54,9 +54,7 @@ async def list_(rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None) -> dic
 
 async def rotate_api_key(rt: Runtime, org_id: str, body: Rotation | None) -> dict[str, Any] | None:
     """A new API key; the previous one works until the overlap ends (None: no such org)."""
-    overlap = rt.settings.key_rotation_overlap_seconds
-    if body is not None and body.overlapSeconds is not None:
-        overlap = body.overlapSeconds
+    overlap = overlap_of(body, rt.settings.key_rotation_overlap_seconds)
     key, now = new_key("hsk"), now_ms()
     until = now + overlap * 1000
     async with rt.db.write() as conn:

@@ -305,3 +305,10 @@ class Rotation(Strict):
     """How long the previous key keeps working after a rotation; 0 revokes it at once."""
 
     overlapSeconds: int | None = Field(default=None, ge=0, le=30 * 86400)
+
+
+def overlap_of(body: Rotation | None, default_seconds: int) -> int:
+    """The overlap a rotation asked for, or the deployment's default."""
+    if body is not None and body.overlapSeconds is not None:
+        return body.overlapSeconds
+    return default_seconds
