@@ -25,8 +25,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench drills
 	$(BIN)/mypy
 
+# Test files run in TEST_PROCESSES processes (one file's tests stay together, in order).
+TEST_PROCESSES ?= 3
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # The charts need matplotlib (the bench extra): installed on first use; without it the
 # benchmarks still run and say that the charts were skipped.

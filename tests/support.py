@@ -248,6 +248,9 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
     server = _QuietServer(uvicorn.Config(
         create_app(runtime), log_level="warning", access_log=False, lifespan="off", loop="none",
         timeout_graceful_shutdown=2,
+        # Test clients keep connections across slow steps (a browser walk, a process start):
+        # uvicorn's 5 s idle close racing a reuse reads as "Server disconnected".
+        timeout_keep_alive=120,
     ))
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
     delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup) if worker else None
