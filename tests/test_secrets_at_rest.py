@@ -628,8 +628,8 @@ async def test_rotate_key_keeps_every_secret_under_the_new_key(
         api = service.org_client(api_key)
         resp = await api.post(f"/api/v1/connectors/{first['id']}/test", json={"kind": "values"})
         await api.aclose()
-        assert resp.status_code == 500, resp.text
-        assert resp.json()["error"]["code"] == "internal_error"
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "secrets_key_mismatch"
         assert plain not in resp.text and password not in resp.text
     # ... and a worker stops at once with that message, rather than send without its secret.
     async with running_service(under_k1, worker=False) as service:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hookstream.api.responses import JSON
 from hookstream.errors import ApiError
+from hookstream.security.secretbox import UndecryptableSecret
 from hookstream.storage.database import database_away
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,18 @@ def install(app: FastAPI) -> None:
                                   "the database cannot be reached; try again shortly",
                                   request=request)
         response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(UndecryptableSecret)
+    async def _secrets_key(request: Request, exc: UndecryptableSecret) -> JSON:
+        # The deployment's key, not the request, is wrong: say so (the message names no
+        # secret) and let the client try again once an operator has fixed the setting.
+        log.error("a stored secret cannot be decrypted: check HOOKSTREAM_SECRETS_KEY (%s)", exc)
+        response = error_response(
+            503, "secrets_key_mismatch",
+            "a stored secret cannot be decrypted with this server's HOOKSTREAM_SECRETS_KEY; "
+            "an operator must configure the key it was stored with", request=request)
+        response.headers["Retry-After"] = "60"
         return response
 
     # Handled here (not by the catch-all below, which Starlette re-raises and uvicorn logs and
