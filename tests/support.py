@@ -255,8 +255,11 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
     delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup) if worker else None
     worker_task = asyncio.create_task(delivery.run()) if delivery else None
-    while not server.started:
-        await asyncio.sleep(0.01)
+    while not server.started:  # uvicorn's own readiness flag
+        if api_task.done():
+            api_task.result()
+            raise AssertionError("the API server stopped before it listened")
+        await asyncio.sleep(0.01)  # poll interval
     base = f"http://127.0.0.1:{port}"
     client = httpx.AsyncClient(base_url=base, timeout=30)
     try:
@@ -349,16 +352,17 @@ async def running_receiver(respond: Responder | None = None) -> AsyncIterator[Re
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.1
+    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.1,
+    what: str = "",
 ) -> None:
-    """Wait until ``check()`` is true; fail after ``timeout`` seconds."""
+    """Wait until ``check()`` is true; fail after ``timeout`` seconds saying ``what`` it was."""
     deadline = time.monotonic() + timeout
     while True:
         if await check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
+            raise AssertionError(f"not reached in {timeout:g} s: {what or check.__name__}")
+        await asyncio.sleep(interval)  # poll interval
 
 
 # --- child processes --------------------------------------------------------------------
@@ -372,3 +376,106 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(
             args, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=log.parent
         )
+
+
+# A process on a slow, busy machine may take long to import and migrate: the deadline is
+# generous, and a process that exits stops the wait at once with its log.
+READY_TIMEOUT = 120.0
+READY_LINE = "hookstream ready:"
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return "(no log)"
+
+
+class _ReadyProbe:
+    """What waiting for a process's readiness shares between the sync and async waits."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float,
+                 url: str | None, line: str | None) -> None:
+        self.proc, self.log, self.what, self.url, self.line = proc, log, what, url, line
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.last = "no answer yet"
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise AssertionError(
+                f"{self.what} exited with code {code} before it was ready "
+                f"(waited for {self.url or repr(self.line)}); its log:\n{_tail(self.log)}"
+            )
+
+    def answered(self, resp: httpx.Response | None, error: Exception | None) -> bool:
+        if resp is not None:
+            if resp.status_code == 200:
+                return True
+            self.last = f"{resp.status_code} {resp.text[:300]}"
+        elif error is not None:
+            self.last = f"{type(error).__name__}: {error}"
+        return False
+
+    def line_seen(self) -> bool:
+        assert self.line is not None
+        try:
+            return self.line in self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            target = f"GET {self.url} to answer 200" if self.url else f"the line {self.line!r}"
+            raise AssertionError(
+                f"{self.what} not ready after {self.timeout:g} s: waited for {target}; "
+                f"last answer: {self.last}; its log:\n{_tail(self.log)}"
+            )
+
+
+async def wait_ready(
+    proc: subprocess.Popen[bytes], log: Path, *, url: str | None = None,
+    line: str | None = None, what: str = "the process", timeout: float = READY_TIMEOUT,
+) -> None:
+    """Until the process says it is ready: ``url`` (its /readyz) answers 200, or ``line``
+    (default: the readiness line) appears in its log. Fails if it exits first, or at the
+    deadline, saying what it waited for."""
+    if url is None and line is None:
+        line = READY_LINE
+    probe = _ReadyProbe(proc, log, what, timeout, url, line)
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            probe.check_alive()
+            if url is not None:
+                resp, error = None, None
+                try:
+                    resp = await client.get(url)
+                except httpx.TransportError as exc:
+                    error = exc
+                if probe.answered(resp, error):
+                    return
+            elif probe.line_seen():
+                return
+            probe.check_deadline()
+            await asyncio.sleep(0.1)  # poll interval
+
+
+def wait_ready_sync(
+    proc: subprocess.Popen[bytes], log: Path, *, url: str, what: str = "the process",
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    """``wait_ready`` for tests that run no event loop."""
+    probe = _ReadyProbe(proc, log, what, timeout, url, None)
+    with httpx.Client(timeout=10) as client:
+        while True:
+            probe.check_alive()
+            resp, error = None, None
+            try:
+                resp = client.get(url)
+            except httpx.TransportError as exc:
+                error = exc
+            if probe.answered(resp, error):
+                return
+            probe.check_deadline()
+            time.sleep(0.1)  # poll interval

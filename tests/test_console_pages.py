@@ -7,7 +7,6 @@ import html
 import os
 import re
 import stat
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.support import (
     hookstream_cmd,
     running_receiver,
     spawn,
+    wait_ready_sync,
 )
 
 CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
@@ -643,15 +643,13 @@ def test_make_run_prints_the_console_sign_in(tmp_path: Path) -> None:
 
     def start(log: Path) -> Any:
         server = spawn(hookstream_cmd("serve"), env, log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        try:
+            wait_ready_sync(server, log, url=f"{base}/readyz", what="hookstream serve")
+        except BaseException:
+            server.kill()
+            server.wait(30)
+            raise
+        return server
 
     first = start(tmp_path / "first.log")
     try:

@@ -26,6 +26,7 @@ from tests.support import (
     running_service,
     settings_env,
     spawn,
+    wait_ready,
 )
 
 
@@ -59,7 +60,7 @@ async def test_queue_depth_and_oldest_due_age_per_connector(settings: Settings) 
         await org.trigger(idle["id"], ["events"], [gw["id"]])
         resp = await org.ingest(gw["ingestToken"], "values", [value(i) for i in range(3)])
         assert resp.status_code == 202
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # deliberate interval: the oldest due delivery is 0.3 s old
         await QueueSampler(svc.runtime.db, 5).sample()
         page = await scrape(svc.client)
         await org.api.aclose()
@@ -79,11 +80,16 @@ async def test_attempts_by_status_class_and_delivery_latency(service: Service, o
         await org.trigger(con["id"], ["values"], [gw["id"]])
         await org.ingest(gw["ingestToken"], "values", value(1))
         await rec.wait_for(2)
-        await asyncio.sleep(0.2)
-    after = await scrape(service.client)
+        after: dict[Any, float] = {}
 
-    def grew(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
-        return after.get((name, labels), 0) - before.get((name, labels), 0)
+        def grew(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+            return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+        async def delivered_counted() -> bool:  # the worker reads the answer after we send it
+            after.update(await scrape(service.client))
+            return grew("hookstream_delivery_latency_seconds_count") >= 1
+
+        await eventually(delivered_counted, what="the delivery counted in /metrics")
 
     assert grew("hookstream_delivery_attempt_status_total", (("status_class", "5xx"),)) == 1
     assert grew("hookstream_delivery_attempt_status_total", (("status_class", "2xx"),)) == 1
@@ -112,8 +118,14 @@ async def test_a_worker_process_logs_json_lines_with_ids_and_serves_metrics(
         (message_id,) = (await org.ingest(gw["ingestToken"], "values", value(1))).json()["ids"]
         worker = spawn(hookstream_cmd("worker"), env, log)
         try:
+            await wait_ready(worker, log, url=f"http://127.0.0.1:{port}/readyz",
+                             what="hookstream worker")
             await rec.wait_for(1)
             async with httpx.AsyncClient() as client:
+                health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                assert health.status_code == 200 and health.json() == {"status": "ok"}
+                ready = await client.get(f"http://127.0.0.1:{port}/readyz")
+                assert ready.json() == {"status": "ready", "roles": {"worker": "ready"}}
                 async def scraped() -> bool:
                     try:
                         page = await scrape(client, f"http://127.0.0.1:{port}/metrics")

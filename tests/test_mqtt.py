@@ -39,11 +39,13 @@ from tests.support import (
     Receiver,
     Service,
     eventually,
+    free_port,
     hookstream_cmd,
     running_receiver,
     running_service,
     settings_env,
     spawn,
+    wait_ready,
 )
 
 
@@ -111,8 +113,15 @@ async def running_bridge(
     bridge = Bridge(settings, service.runtime.db, service.runtime.wakeup)
     task = asyncio.create_task(bridge.run())
     try:
-        await asyncio.wait_for(bridge.connected.wait(), 10)
-        await asyncio.sleep(0.2)  # the SUBACK
+        # Ready once the broker acknowledged the subscriptions (what the bridge's /readyz says).
+        subscribed = asyncio.ensure_future(bridge.subscribed.wait())
+        done, _ = await asyncio.wait([subscribed, task], timeout=60,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if subscribed not in done:
+            subscribed.cancel()
+            if task in done:
+                task.result()
+            raise AssertionError(f"the bridge was not subscribed to {broker.url()} after 60 s")
         yield bridge
     finally:
         task.cancel()
@@ -194,9 +203,11 @@ async def test_refused_messages_go_to_the_errors_topic_and_are_not_delivered(
             )
             tester.publish(f"hookstream/{gw['id']}/values", json.dumps(value(3)))  # a good one
             await receiver.wait_for(1)
-            deadline = time.monotonic() + 10
-            while len(tester.messages("/errors")) < 3 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+
+            async def three_refusals() -> bool:
+                return len(tester.messages("/errors")) >= 3
+
+            await eventually(three_refusals, what="three refusals on the errors topics")
             errors = {t: json.loads(p) for t, p in tester.messages("/errors")}
     assert set(errors) == {"hookstream/gw_nobody/errors", f"hookstream/{gw['id']}/errors"}
     by_code = {json.loads(p)["error"]["code"]: json.loads(p) for _, p in tester.received}
@@ -204,7 +215,7 @@ async def test_refused_messages_go_to_the_errors_topic_and_are_not_delivered(
     assert by_code["unknown_gateway"]["topic"] == "hookstream/gw_nobody/values"
     assert by_code["invalid_message"]["topic"] == f"hookstream/{gw['id']}/alarms"
     assert "colour" in json.dumps(by_code["invalid_message"]["error"])
-    await asyncio.sleep(0.5)
+    # Every publish was answered (three refusals, one delivery): nothing else can come.
     assert [json.loads(r.body)["payload"] for r in receiver.received] == [3]
     stored = (await org.api.get("/api/v1/messages", params={"gatewayId": gw["id"]})).json()
     assert len(stored["items"]) == 1
@@ -224,7 +235,16 @@ async def test_a_publish_that_comes_twice_is_stored_and_delivered_once(
             # The same bytes as another kind are another message.
             tester.publish(f"hookstream/{gw['id']}/events", json.dumps(value(1)))
         await receiver.wait_for(3)
-        await asyncio.sleep(0.5)
+
+        async def all_five_handled() -> bool:
+            return bridge.stored + bridge.duplicates == 5
+
+        await eventually(all_five_handled, what="the bridge to store or skip all five publishes")
+
+        async def settled() -> bool:
+            return not await org.deliveries(status="pending")
+
+        await eventually(settled, what="every stored message delivered")
     assert sorted(json.loads(r.body)["payload"] for r in receiver.received) == [1, 1, 2]
     assert bridge.stored == 3 and bridge.duplicates == 2
     stored = (await org.api.get("/api/v1/messages", params={"gatewayId": gw["id"]})).json()
@@ -232,7 +252,8 @@ async def test_a_publish_that_comes_twice_is_stored_and_delivered_once(
 
 
 async def test_a_message_is_acknowledged_to_the_broker_only_once_it_is_stored(
-    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto
+    service: Service, org: Org, receiver: Receiver, mosquitto: Mosquitto,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """While the database refuses writes nothing is acked; a new bridge gets it from the broker."""
     gw = await wired(org, receiver)
@@ -242,7 +263,12 @@ async def test_a_message_is_acknowledged_to_the_broker_only_once_it_is_stored(
             await conn.execute(text("ALTER TABLE messages RENAME TO messages_away"))
         with connected(mosquitto) as tester:
             tester.publish(f"hookstream/{gw['id']}/values", json.dumps(value(1)))
-        await asyncio.sleep(1.5)  # the bridge has it and keeps failing to store it
+
+        async def failed_twice() -> bool:  # the bridge has it and keeps failing to store it
+            return sum("cannot store" in r.getMessage() for r in caplog.records) >= 2
+
+        with caplog.at_level("WARNING", logger="hookstream.ingest.mqtt"):
+            await eventually(failed_twice, what="the bridge to fail to store the message twice")
         assert bridge.stored == 0
     async with db.write() as conn:
         await conn.execute(text("ALTER TABLE messages_away RENAME TO messages"))
@@ -266,7 +292,8 @@ async def test_with_the_shipped_acl_a_gateway_cannot_publish_under_another_gatew
             forged = gateway.publish(f"hookstream/{other['id']}/values", json.dumps(value(1)))
             own = gateway.publish(f"hookstream/{mine['id']}/values", json.dumps(value(2)))
             await receiver.wait_for(1)
-            await asyncio.sleep(0.5)
+    # The broker refused the forged publish (acked 0x87 before the own one was sent): it
+    # never reached the bridge, so no wait can make it arrive.
     # MQTT 5 tells the publisher: 0x87 Not authorized.
     forged_ack = gateway.acks[forged]
     assert forged_ack is not None and forged_ack.value == 0x87
@@ -374,43 +401,55 @@ async def test_ten_thousand_messages_published_while_the_bridge_restarts_twice_a
         org = await svc.new_org()
         gw = await wired(org, rec, ["values"])
         mosquitto.add_user(gw["id"], gw["ingestToken"])
+        health = free_port()
         env = settings_env(
             settings,
             HOOKSTREAM_MQTT_URL=mosquitto.url(),
             HOOKSTREAM_MQTT_CLIENT_ID="bridge-under-test",
+            HOOKSTREAM_METRICS_LISTEN=f"127.0.0.1:{health}",
         )
         log = tmp_path / "bridge.log"
 
-        def bridge() -> subprocess.Popen[bytes]:
-            return spawn(hookstream_cmd("mqtt"), env, log)
+        async def bridge() -> subprocess.Popen[bytes]:
+            """A bridge process, once it is ready: subscribed, its signal handlers installed."""
+            proc = spawn(hookstream_cmd("mqtt"), env, log)
+            await wait_ready(proc, log, url=f"http://127.0.0.1:{health}/readyz",
+                             what="hookstream mqtt")
+            return proc
 
-        proc = bridge()
-        await asyncio.sleep(2)  # its session exists before the gateway publishes
+        async def delivered(count: int) -> None:
+            """Until ``count`` webhooks arrived: the restarts land while messages flow."""
+            await rec.wait_for(count, timeout=120)
+
+        # Its session exists before the gateway publishes: nothing published is lost.
+        proc = await bridge()
+        assert "created a new session" in log.read_text()
         done = threading.Event()
         publishing = asyncio.create_task(
             asyncio.to_thread(_publish_paced, mosquitto, gw, 10_000, 2500.0, done)
         )
-        await asyncio.sleep(1.0)
+        await delivered(1000)
         proc.send_signal(signal.SIGTERM)  # a graceful restart
-        assert await asyncio.to_thread(proc.wait, 20) == 0, log.read_text()
-        proc = bridge()
-        await asyncio.sleep(1.5)
+        assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-3000:]
+        proc = await bridge()
+        await delivered(len(rec.received) + 1000)
         proc.send_signal(signal.SIGKILL)  # and a crash
-        await asyncio.to_thread(proc.wait, 20)
-        proc = bridge()
+        await asyncio.to_thread(proc.wait, 30)
+        proc = await bridge()
         seconds = await publishing
         try:
-            await rec.wait_for(10_000, timeout=120)
+            await rec.wait_for(10_000, timeout=180)
+
+            async def none_missing() -> bool:
+                return {json.loads(r.body)["payload"] for r in rec.received} >= set(range(10_000))
+
+            with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+                await eventually(none_missing, timeout=60)
             payloads = Counter(json.loads(r.body)["payload"] for r in rec.received)
             missing = set(range(10_000)) - set(payloads)
-            deadline = time.monotonic() + 60
-            while missing and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-                payloads = Counter(json.loads(r.body)["payload"] for r in rec.received)
-                missing = set(range(10_000)) - set(payloads)
         finally:
             proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(proc.wait, 20)
+            await asyncio.to_thread(proc.wait, 30)
 
         async def settled() -> bool:
             return not await org.deliveries(status="pending")
@@ -448,9 +487,11 @@ async def test_without_mosquitto_an_amqtt_broker_serves_mqtt_3_1_1(
                 gateway.publish(f"hookstream/{gw['id']}/values", json.dumps(value(1)))
                 gateway.publish("hookstream/gw_nobody/values", json.dumps(value(2)))
                 await receiver.wait_for(1)
-                deadline = time.monotonic() + 10
-                while not gateway.messages("/errors") and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
+
+                async def refusal() -> bool:
+                    return bool(gateway.messages("/errors"))
+
+                await eventually(refusal, what="the refusal on the errors topic")
                 errors = gateway.messages("/errors")
     finally:
         broker.kill()

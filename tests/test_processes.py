@@ -24,6 +24,7 @@ from tests.support import (
     running_service,
     settings_env,
     spawn,
+    wait_ready,
 )
 
 
@@ -110,14 +111,11 @@ async def test_two_api_and_two_worker_processes_deliver_each_message_exactly_onc
                                    tmp_path / f"worker-{n}.log"))
             apis = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", timeout=30)
                     for p in ports]
-
-            async def up() -> bool:
-                try:
-                    return all([(await c.get("/readyz")).status_code == 200 for c in apis])
-                except httpx.TransportError:
-                    return False
-
-            await eventually(up, timeout=30)
+            for port, proc in zip(ports, procs, strict=False):
+                await wait_ready(proc, tmp_path / f"api-{port}.log",
+                                 url=f"http://127.0.0.1:{port}/readyz", what="hookstream api")
+            for n, proc in enumerate(procs[2:]):
+                await wait_ready(proc, tmp_path / f"worker-{n}.log", what="hookstream worker")
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             org = (await apis[0].post("/api/v1/organizations", json={"name": "Scale"},
                                       headers=admin)).json()
@@ -141,8 +139,14 @@ async def test_two_api_and_two_worker_processes_deliver_each_message_exactly_onc
 
             batches = await asyncio.gather(*(send(n) for n in range(20)))
             ids = [i for batch in batches for i in batch]
-            await rec.wait_for(len(ids), timeout=60)
-            await asyncio.sleep(1.0)  # a duplicate would arrive now
+            await rec.wait_for(len(ids), timeout=120)
+
+            async def settled() -> bool:  # every outcome recorded: nothing more is sent
+                r = await apis[0].get("/api/v1/deliveries", headers=auth,
+                                      params={"status": "pending", "limit": 1})
+                return r.status_code == 200 and r.json()["items"] == []
+
+            await eventually(settled, timeout=60, what="no delivery left pending")
             assert len(rec.received) == len(ids) == 2000
             assert set(rec.ids()) == set(ids)
             for c in apis:
@@ -163,16 +167,11 @@ async def test_sigkill_of_serve_right_after_202_loses_nothing(
     log = tmp_path / "serve.log"
     api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
-    async def up() -> bool:
-        try:
-            return (await api.get("/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
     async with running_receiver(slow_ok) as rec:
         serve = spawn(hookstream_cmd("serve"), env, log)
         try:
-            await eventually(up, timeout=30)
+            await wait_ready(serve, log, url=f"http://127.0.0.1:{port}/readyz",
+                             what="hookstream serve")
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             org = (await api.post("/api/v1/organizations", json={"name": "K"},
                                   headers=admin)).json()

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from rich.console import Console
@@ -31,7 +30,14 @@ from hookstream.ingest.message import FIELDS
 from hookstream.simulate import SimulateOptions, SimulationError, run_simulation
 from tests.conftest import unavailable
 from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
-from tests.support import ADMIN_KEY, Receiver, free_port, hookstream_cmd, spawn
+from tests.support import (
+    ADMIN_KEY,
+    Receiver,
+    free_port,
+    hookstream_cmd,
+    spawn,
+    wait_ready_sync,
+)
 
 SUMMARY = re.compile(r"sent (\d+), accepted (\d+), refused (\d+), unanswered (\d+)")
 
@@ -41,10 +47,9 @@ def child_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(folder: Path, ready: Callable[[str], bool] | None = None,
-            **env_vars: str) -> Iterator[str]:
+def serving(folder: Path, **env_vars: str) -> Iterator[str]:
     """``hookstream serve`` on SQLite, as ``make run`` starts it, with ``env_vars`` more; its
-    base URL once it is ready (and ``ready(base)``)."""
+    base URL once /readyz says every role (the MQTT bridge too, when there is one) is ready."""
     port = free_port()
     env = child_env()
     env.update(HOOKSTREAM_LISTEN=f"127.0.0.1:{port}", HOOKSTREAM_ALLOW_PRIVATE_TARGETS="true",
@@ -53,21 +58,12 @@ def serving(folder: Path, ready: Callable[[str], bool] | None = None,
     server = spawn(hookstream_cmd("serve"), env, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200 and (
-                    ready is None or ready(base)
-                ):
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_ready_sync(server, log, url=f"{base}/readyz", what="hookstream serve")
         yield base
     finally:
         server.terminate()
-        server.wait(20)
+        if server.wait(30) != 0:
+            raise AssertionError(f"hookstream serve did not stop cleanly: {log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +90,10 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
         broker.kill()
 
 
-def bridge_connected(base: str) -> bool:
-    return "hookstream_mqtt_connected 1.0" in httpx.get(f"{base}/metrics").text
-
-
 @pytest.fixture(scope="module")
 def mqtt_api(mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server whose MQTT bridge reads ``mosquitto`` (HOOKSTREAM_MQTT_URL)."""
-    with serving(tmp_path_factory.mktemp("serve-mqtt"), ready=bridge_connected,
+    with serving(tmp_path_factory.mktemp("serve-mqtt"),
                  HOOKSTREAM_MQTT_URL=mosquitto.url()) as base:
         yield base
 

@@ -6,12 +6,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from tests.support import ROOT, free_port, hookstream_cmd, spawn
+from tests.support import ROOT, free_port, hookstream_cmd, spawn, wait_ready_sync
 
 
 def walkthrough_script() -> str:
@@ -38,15 +35,8 @@ def test_readme_walkthrough_delivers_a_signed_value(tmp_path: Path) -> None:
               .replace("--port 9000", f"--port {receiver_port}"))
     server = spawn(hookstream_cmd("serve"), env, tmp_path / "serve.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.2)
+        wait_ready_sync(server, tmp_path / "serve.log",
+                        url=f"http://127.0.0.1:{api_port}/readyz", what="hookstream serve")
         banner = (tmp_path / "serve.log").read_text()
         admin_key = (tmp_path / "var" / "admin.key").read_text().strip()
         assert admin_key in banner, "the first start prints the admin key"

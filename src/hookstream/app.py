@@ -1,14 +1,9 @@
-"""The ASGI application (management API, ingest, health) and the process roles."""
+"""The ASGI application: management API, ingest, OAuth2, thermostat cloud, console, health."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Iterator
 
-import uvicorn
 from fastapi import FastAPI
 
 from hookstream import __version__
@@ -31,10 +26,8 @@ from hookstream.api.limits import BodyLimit
 from hookstream.console import pages as console_pages
 from hookstream.console import routes as console_routes
 from hookstream.console.sessions import CsrfRejected
-from hookstream.deliver.worker import Worker
 from hookstream.ingest import http as ingest_http
 from hookstream.ingest.message import DatastreamMessage
-from hookstream.record.retention import Purger
 from hookstream.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,87 +79,3 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: run_roles stops every role in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _uvicorn_server(runtime: Runtime) -> uvicorn.Server:
-    config = uvicorn.Config(
-        create_app(runtime),
-        host=runtime.settings.host,
-        port=runtime.settings.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        loop="none",
-        # A request still running at shutdown gets this long; its work is transactional.
-        timeout_graceful_shutdown=10,
-    )
-    return _Server(config)
-
-
-def serve_metrics(listen: str) -> None:
-    """/metrics on ``listen`` (host:port) from a thread, for a process without the API."""
-    from prometheus_client import start_http_server
-
-    host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
-
-
-async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False) -> None:
-    """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = _uvicorn_server(runtime) if api else None
-    tasks: dict[str, asyncio.Task[None]] = {}
-    if server is not None:
-        tasks["api"] = asyncio.create_task(server.serve())
-    if mqtt:
-        from hookstream.ingest.mqtt import Bridge
-
-        tasks["mqtt"] = asyncio.create_task(
-            Bridge(runtime.settings, runtime.db, runtime.wakeup).run()
-        )
-    if worker:
-        delivery = Worker(runtime.settings, runtime.db, runtime.box, runtime.wakeup)
-        tasks["worker"] = asyncio.create_task(delivery.run())
-        # Retention runs where workers run (every such process; they share the work).
-        tasks["retention"] = asyncio.create_task(Purger(runtime.db, runtime.settings).run())
-    if api or runtime.settings.metrics_listen:
-        from hookstream.record.queue_sampler import QueueSampler
-
-        tasks["metrics"] = asyncio.create_task(
-            QueueSampler(runtime.db, runtime.settings.metrics_sample_seconds).run()
-        )
-    if not api and runtime.settings.metrics_listen:
-        serve_metrics(runtime.settings.metrics_listen)
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        # Stop taking requests and MQTT messages first, then let the worker write what it has.
-        if "mqtt" in tasks:
-            tasks["mqtt"].cancel()  # finishes the batch it is storing, acks it, disconnects
-        if server is not None:
-            server.should_exit = True
-            await asyncio.gather(tasks["api"], return_exceptions=True)
-        if "mqtt" in tasks:
-            await asyncio.gather(tasks["mqtt"], return_exceptions=True)
-        for role in ("metrics", "retention", "worker"):
-            if role in tasks:
-                tasks[role].cancel()
-        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result

@@ -67,7 +67,7 @@ def _logging(settings: Settings) -> None:
 async def _start(
     settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False
 ) -> None:
-    from hookstream.app import run_roles
+    from hookstream.roles import run_roles
     from hookstream.runtime import Runtime
     from hookstream.storage import migrate as migrations
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
 from hookstream.ids import hash_key, new_key
 from hookstream.ingest.auth import GatewayTokens
-from hookstream.ingest.committer import GroupCommitter
-from hookstream.ingest.message import MessageLimits
 from hookstream.queue.wakeup import Wakeup
+from hookstream.readiness import Readiness
 from hookstream.security.ratelimit import RateLimiter
 from hookstream.security.secretbox import SecretBox, load_secrets_key
 from hookstream.settings import Settings
 from hookstream.storage.database import Database, database_errors
 from hookstream.storage.repository import Repository
+
+if TYPE_CHECKING:
+    from hookstream.ingest.committer import GroupCommitter
+    from hookstream.ingest.message import MessageLimits
 
 ADMIN_KEY_META = "admin_key_hash"
 
@@ -32,17 +37,15 @@ class Runtime:
     # Set when this process generated the admin key (printed once by the caller).
     new_admin_key: str | None = None
     wakeup: Wakeup = field(default_factory=Wakeup)
-    committer: GroupCommitter = field(init=False)
+    readiness: Readiness = field(default_factory=Readiness)
     gateway_tokens: GatewayTokens = field(init=False)
     subscription_key_limiter: RateLimiter = field(init=False)
     # None when the setting is 0 (no limit).
     api_key_limiter: RateLimiter | None = field(init=False)
     ingest_token_limiter: RateLimiter | None = field(init=False)
-    message_limits: MessageLimits = field(init=False)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        self.committer = GroupCommitter(self.db)
         self.gateway_tokens = GatewayTokens(self.db)
         s = self.settings
         self.subscription_key_limiter = RateLimiter(s.subscription_key_rate_per_minute, 60.0)
@@ -53,7 +56,21 @@ class Runtime:
             RateLimiter(s.ingest_token_rate_per_minute, 60.0)
             if s.ingest_token_rate_per_minute else None
         )
-        self.message_limits = MessageLimits(s.message_max_tags, s.message_max_string_length)
+
+    # Ingest's parts are made on first use: a process without the API (a delivery worker)
+    # never imports message validation and routing.
+    @cached_property
+    def committer(self) -> GroupCommitter:
+        from hookstream.ingest.committer import GroupCommitter
+
+        return GroupCommitter(self.db)
+
+    @cached_property
+    def message_limits(self) -> MessageLimits:
+        from hookstream.ingest.message import MessageLimits
+
+        s = self.settings
+        return MessageLimits(s.message_max_tags, s.message_max_string_length)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

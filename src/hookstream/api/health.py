@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from hookstream.api.common import RuntimeDep
 from hookstream.api.responses import JSON
+from hookstream.health import readiness_report
 
 router = APIRouter(tags=["health"])
 
@@ -19,18 +19,13 @@ async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers", response_model=None)
+@router.get(
+    "/readyz", response_model=None,
+    summary="The database answers and every role of the process is ready (503 until then)",
+)
 async def readyz(rt: RuntimeDep) -> dict[str, Any] | JSON:
-    try:
-        async with rt.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return JSON(
-            {"status": "unavailable", "error": {"code": "database_unavailable",
-                                                "message": type(exc).__name__}},
-            status_code=503,
-        )
-    return {"status": "ready"}
+    status, body = await readiness_report(rt.db, rt.readiness)
+    return body if status == 200 else JSON(body, status_code=status)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

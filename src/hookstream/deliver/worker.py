@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -103,8 +103,11 @@ class Worker:
         db: Database,
         box: SecretBox,
         wakeup: Wakeup | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Called once, after the first claim went through (the database answers the worker).
+        self._on_ready = on_ready
         self.db = db
         self.wakeup = wakeup or Wakeup()
         self.claimer = Claimer(db, settings.lease_seconds, settings.connector_max_concurrency)
@@ -165,6 +168,9 @@ class Worker:
                 log.exception("claiming deliveries failed; retrying")
                 await asyncio.sleep(self.settings.poll_interval)
                 continue
+            if self._on_ready is not None:
+                self._on_ready()
+                self._on_ready = None
             if claimed:
                 # Claim again at once: connectors left out of this claim may have due work.
                 await self._start(claimed, bodies)

@@ -11,13 +11,15 @@ Fields and types, ``?`` meaning nullable::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-Kind = Literal["values", "events", "alarms"]
-KINDS: tuple[str, ...] = get_args(Kind)
+# Re-exported: the message format is where callers look for them.
+from hookstream.kinds import KINDS as KINDS
+from hookstream.kinds import Kind as Kind
+
 MAX_BATCH = 1000
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -219,7 +220,8 @@ class Received:
 class Bridge:
     """Subscribes, stores what gateways publish, acknowledges what is stored."""
 
-    def __init__(self, settings: Settings, db: Database, wakeup: Wakeup | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database, wakeup: Wakeup | None = None,
+                 on_subscribed: Callable[[], None] | None = None) -> None:
         self.config = BridgeConfig.from_settings(settings)
         self.limits = MessageLimits(settings.message_max_tags, settings.message_max_string_length)
         self.db = db
@@ -236,6 +238,11 @@ class Bridge:
         self._backing_off = False
         self._last_refusal = ""
         self.connected = asyncio.Event()
+        # Set once the broker acknowledged every subscription: from then on it keeps what
+        # gateways publish for this session, also while the bridge is away.
+        self.subscribed = asyncio.Event()
+        self._on_subscribed = on_subscribed
+        self._new_session = False
         # Publishes stored by this bridge, and redeliveries it recognised (logs and tests).
         self.stored = 0
         self.duplicates = 0
@@ -258,6 +265,7 @@ class Bridge:
         MQTT_CONNECTED.set(1)
         log.info("MQTT bridge connected to %s:%s (session present: %s)",
                  self.config.host, self.config.port, bool(flags.session_present))
+        self._new_session = not flags.session_present
         if self.config.protocol == "5":
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.config.topics])
         else:
@@ -266,9 +274,31 @@ class Bridge:
 
     def _on_subscribe(self, _c: paho.Client, _u: Any, _mid: int, reasons: list[ReasonCode],
                       _p: Any) -> None:
+        failed = False
         for topic, reason in zip(self.config.topics, reasons, strict=False):
             if reason.is_failure:
+                failed = True
                 log.error("MQTT broker refused the subscription to %s: %s", topic, reason)
+        if failed:
+            return
+        if self._new_session:
+            # Said plainly because it is the one moment MQTT can lose data: what gateways
+            # published before now was not kept for this client id.
+            log.info("MQTT bridge: the broker created a new session for client id %s; messages "
+                     "published before this moment were not kept for it, those published from "
+                     "now on are kept while the bridge is away (for %s)",
+                     self.config.client_id,
+                     f"{self.config.session_expiry} s" if self.config.protocol == "5"
+                     else "as long as the broker keeps MQTT 3.1.1 sessions")
+            self._new_session = False
+        self._call(self._subscribed)
+
+    def _subscribed(self) -> None:
+        if not self.subscribed.is_set():
+            self.subscribed.set()
+            log.info("MQTT bridge subscribed to %s", ", ".join(self.config.topics))
+            if self._on_subscribed is not None:
+                self._on_subscribed()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode,
                        _p: Any) -> None:

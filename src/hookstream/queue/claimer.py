@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from hookstream.ids import new_id
-from hookstream.ingest.message import KINDS
+from hookstream.kinds import KINDS
 from hookstream.queue.fairness import Due, share
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository

@@ -1,0 +1,56 @@
+"""Which roles of a process are ready: what `/readyz` answers, when "hookstream ready" is logged.
+
+A role is expected when the process starts it and ready once it does its work: the API once it
+listens, a delivery worker once its first claim went through, the MQTT bridge once the broker
+acknowledged its subscriptions (what gateways publish before that is not kept for it).
+A role stays ready once it was; its later trouble shows in metrics and logs
+(``hookstream_mqtt_connected``), not by taking the process out of a load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger("hookstream.ready")
+
+# How each role names itself in /readyz and in the readiness line.
+ROLE_NAMES = {"api": "api", "worker": "delivery worker", "mqtt": "MQTT bridge"}
+
+
+class Readiness:
+    """The roles this process runs and what each still waits for."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, str] = {}
+        self._ready: list[str] = []
+        self._all = asyncio.Event()
+
+    def expect(self, role: str, waiting_for: str) -> None:
+        """``role`` will run in this process; until ready, /readyz names ``waiting_for``."""
+        if role not in self._ready:
+            self._waiting[role] = waiting_for
+            self._all.clear()
+
+    def ready(self, role: str) -> None:
+        """``role`` does its work now; logs the readiness line once every role is ready."""
+        if self._waiting.pop(role, None) is None:
+            return
+        self._ready.append(role)
+        if not self._waiting:
+            log.info("hookstream ready: %s", ", ".join(ROLE_NAMES.get(r, r) for r in self._ready))
+            self._all.set()
+
+    @property
+    def waiting(self) -> dict[str, str]:
+        """Roles not ready yet and what each waits for (empty: all ready)."""
+        return dict(self._waiting)
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Every expected role and its state, ``ready`` or ``starting``."""
+        return {**dict.fromkeys(self._ready, "ready"), **dict.fromkeys(self._waiting, "starting")}
+
+    async def wait(self) -> None:
+        """Until every expected role is ready."""
+        await self._all.wait()
