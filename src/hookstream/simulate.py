@@ -82,6 +82,8 @@ CONNECT_SECONDS = 10.0  # for the MQTT broker to answer every gateway
 # After --setup, how long the broker may refuse the new gateways: until it reloads its
 # password file (paho signs in again every 2 s meanwhile).
 SIGN_IN_WAIT_SECONDS = 120.0
+# How long a run over MQTT waits for the server's bridge to subscribe before it publishes.
+BRIDGE_WAIT_SECONDS = 120.0
 # CONNACK reason codes of credentials the broker does not know (yet).
 NOT_SIGNED_IN = frozenset({134, 135})  # bad user name or password, not authorized
 PASSWD_SECONDS = 30.0  # for one mosquitto_passwd call
@@ -379,6 +381,36 @@ async def setup(api: Api, options: SimulateOptions, out: Console,
     elif options.transport == "mqtt":
         _print_mosquitto_lines(gateways, out)
     return state
+
+
+async def wait_for_bridge(api: Api, err: Console) -> None:
+    """Before gateways publish over MQTT: until the server's bridge is subscribed.
+
+    The broker keeps nothing for a subscriber that does not exist yet, so what gateways publish
+    before the bridge's first subscription is lost; /readyz says when the bridge is ready."""
+    deadline = time.monotonic() + BRIDGE_WAIT_SECONDS
+    waiting = False
+    while True:
+        status, answer = await api.call("GET", "/readyz", "", None)
+        roles = answer.get("roles", {}) if isinstance(answer, dict) else {}
+        if roles.get("mqtt") == "ready":
+            return
+        if "mqtt" not in roles and status == 200:
+            _say(err, f"note: the server at {api.base} runs no MQTT bridge; the `hookstream mqtt` "
+                      "that reads this broker must have logged 'hookstream ready' before "
+                      "gateways publish (the broker keeps nothing for a bridge that never "
+                      "subscribed)")
+            return
+        if not waiting:
+            _say(err, "waiting for the server's MQTT bridge to subscribe (what gateways publish "
+                      "before that is not kept for it)")
+            waiting = True
+        if time.monotonic() > deadline:
+            raise SimulationError(
+                f"the MQTT bridge of the server at {api.base} is not subscribed after "
+                f"{BRIDGE_WAIT_SECONDS:g} s ({_api_error(status, answer)}): see its log"
+            )
+        await asyncio.sleep(0.5)  # poll interval
 
 
 async def check_tokens(api: Api, gateways: list[GatewayCreds], state_path: Path) -> None:
@@ -831,6 +863,7 @@ async def run_simulation(options: SimulateOptions, out: Console, err: Console) -
         stats = Stats()
         transport: HttpTransport | MqttTransport
         if address is not None:
+            await wait_for_bridge(api, err)
             # New gateways: the broker may not have reloaded its password file yet.
             transport = MqttTransport(
                 address, gateways, stats,
