@@ -290,7 +290,7 @@ class Receiver:
             ledger.unreadable += 1
             return web.Response(status=400)
         if self.delay:
-            await asyncio.sleep(self.delay * random.random() * 2)
+            await asyncio.sleep(self.delay * random.random() * 2)  # pacing: a slow receiver
         for seq in seqs:
             ledger.arrived(seq, webhook_id)
         return web.Response(status=204)
@@ -418,7 +418,7 @@ class Proc:
             popen.wait(15)
             return None
 
-    async def wait_log(self, text: str, timeout: float = 30.0) -> float:
+    async def wait_log(self, text: str, timeout: float = 120.0) -> float:
         """Until ``text`` is in the log since the last start; the seconds it took."""
         start = time.monotonic()
         marker = f"=== drills: start {self.starts} of {self.name} ==="
@@ -431,7 +431,7 @@ class Proc:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
             if time.monotonic() - start > timeout:
                 raise RuntimeError(f"{self.name} did not print {text!r} in {timeout:.0f} s")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # poll interval
 
     def trouble(self) -> list[str]:
         """The log's ERROR lines and exceptions, for the notes."""
@@ -486,7 +486,7 @@ def _error_kind(line: str) -> str:
     return line[:120]
 
 
-async def wait_ready(session: aiohttp.ClientSession, base_url: str, timeout: float = 60.0,
+async def wait_ready(session: aiohttp.ClientSession, base_url: str, timeout: float = 120.0,
                      proc: Proc | None = None) -> float:
     """Until ``/readyz`` answers 200; the seconds it took."""
     start = time.monotonic()
@@ -501,7 +501,7 @@ async def wait_ready(session: aiohttp.ClientSession, base_url: str, timeout: flo
             raise RuntimeError(f"{proc.name} exited {proc.popen.returncode}: {tail}")
         if time.monotonic() - start > timeout:
             raise RuntimeError(f"{base_url} not ready after {timeout:.0f} s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # poll interval
 
 
 async def start_serve(ctx: Context, procs: Processes, session: aiohttp.ClientSession,
@@ -519,7 +519,8 @@ async def start_serve(ctx: Context, procs: Processes, session: aiohttp.ClientSes
 
 
 # The banner a worker prints once its database is open.
-WORKER_STARTED = "delivery worker on"
+# The readiness line: the worker claimed once, its signal handlers are in place.
+WORKER_STARTED = "hookstream ready:"
 
 
 async def start_split(ctx: Context, procs: Processes, session: aiohttp.ClientSession,
@@ -648,7 +649,7 @@ async def wait_delivered(ledger: Ledger, say: Say, timeout: float) -> bool:
         if now - last_report > 10:
             say(f"waiting: {missing} accepted messages not delivered yet")
             last_report = now
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # poll interval
 
 
 async def wait_settled(session: aiohttp.ClientSession, base_url: str, tenant: Tenant,
@@ -663,7 +664,7 @@ async def wait_settled(session: aiohttp.ClientSession, base_url: str, tenant: Te
         if time.monotonic() - start > timeout:
             say(f"deliveries still open after {timeout:.0f} s: {dict(counts)}")
             return counts
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # poll interval
 
 
 async def finish(ctx: Context, session: aiohttp.ClientSession, base_url: str, tenant: Tenant,
@@ -674,7 +675,7 @@ async def finish(ctx: Context, session: aiohttp.ClientSession, base_url: str, te
     await wait_delivered(ledger, say, o.drain_timeout)
     statuses = await wait_settled(session, base_url, tenant, say,
                                   o.lease_seconds * 2 + 10)
-    await asyncio.sleep(o.settle)  # an attempt still in flight
+    await asyncio.sleep(o.settle)  # deliberate interval: an attempt still in flight ends
     say(f"deliveries by status: {dict(statuses)}")
     ledger.fill(result)
     await explain_lost(session, base_url, tenant, ledger, say)
