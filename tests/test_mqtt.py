@@ -384,10 +384,10 @@ def _publish_paced(
             )
             pause = start + (i + 1) / rate - time.monotonic()
             if pause > 0:
-                time.sleep(pause)
+                time.sleep(pause)  # pacing: 2,500 publishes a second
         deadline = time.monotonic() + 60
         while len(gateway.acks) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll interval: the PUBACKs
         assert len(gateway.acks) == count, f"the broker acknowledged {len(gateway.acks)}"
     done.set()
     return time.monotonic() - start

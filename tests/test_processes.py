@@ -34,7 +34,7 @@ def value(i: int) -> dict[str, Any]:
 
 
 async def slow_ok(_: Received, __: int) -> web.Response:
-    await asyncio.sleep(0.005)  # slow enough that a kill lands mid-run
+    await asyncio.sleep(0.005)  # pacing: slow enough that a kill lands mid-run
     return web.Response(status=204)
 
 
