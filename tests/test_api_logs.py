@@ -30,9 +30,10 @@ async def test_the_message_log_filters_by_gateway_device_kind_and_time(org: Org)
     t1, t2 = g1["ingestToken"], g2["ingestToken"]
     assert (await org.ingest(t1, "values", [message("a"), message("b")])).status_code == 202
     assert (await org.ingest(t2, "events", message("c"))).status_code == 202
-    await asyncio.sleep(0.02)
+    # `middle` is a millisecond of its own: after the first three, before the last two.
+    await asyncio.sleep(0.02)  # deliberate interval: the messages so far are older
     middle = int(time.time() * 1000)
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # deliberate interval: the next messages are newer
     assert (await org.ingest(t1, "alarms", message("a"))).status_code == 202
     assert (await org.ingest(t2, "values", message("d"))).status_code == 202
     end = int(time.time() * 1000) + 1

@@ -23,6 +23,7 @@ from tests.support import (
     running_service,
     settings_env,
     spawn,
+    wait_ready,
 )
 
 
@@ -43,7 +44,7 @@ class Gauge:
         self.open += 1
         self.peak = max(self.peak, self.open)
         try:
-            await asyncio.sleep(self.hold)
+            await asyncio.sleep(self.hold)  # pacing: each request stays open this long
         finally:
             self.open -= 1
         return web.Response(status=204)
@@ -115,9 +116,11 @@ async def test_limits_hold_across_two_worker_processes(settings: Settings, tmp_p
         gw = await org.gateway()
         con = await org.connector(rec.url, limits={"maxConcurrency": 4})
         await org.trigger(con["id"], ["values"], [gw["id"]])
-        workers = [spawn(hookstream_cmd("worker"), settings_env(settings),
-                         tmp_path / f"w{n}.log") for n in range(2)]
+        logs = [tmp_path / f"w{n}.log" for n in range(2)]
+        workers = [spawn(hookstream_cmd("worker"), settings_env(settings), log) for log in logs]
         try:
+            for w, log in zip(workers, logs, strict=True):
+                await wait_ready(w, log, what="hookstream worker")
             await org.ingest(gw["ingestToken"], "values", [value(i) for i in range(60)])
             await rec.wait_for(60, timeout=60)
 
@@ -128,7 +131,7 @@ async def test_limits_hold_across_two_worker_processes(settings: Settings, tmp_p
         finally:
             for w in workers:
                 w.send_signal(signal.SIGTERM)
-            codes = [w.wait(20) for w in workers]
+            codes = [w.wait(60) for w in workers]
             await org.api.aclose()
         assert codes == [0, 0]
         assert gauge.peak == 4, f"peak {gauge.peak} requests in flight with a limit of 4"

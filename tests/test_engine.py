@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -108,11 +110,17 @@ async def test_410_gone_switches_the_connector_off_and_holds_its_queue(org: Org)
         await eventually(held)
         got = (await org.api.get(f"/api/v1/connectors/{con['id']}")).json()
         assert got["active"] is False and "410" in got["deactivatedReason"]
-        # Nothing more is routed to it or sent while it is off.
-        await org.ingest(gw["ingestToken"], "values", value(2))
-        await asyncio.sleep(0.5)
+        # Nothing more is routed to it or sent while it is off. A second connector on the
+        # gateway receiving the next message shows the worker has claimed since.
+        async with running_receiver() as other:
+            con2 = await org.connector(other.url)
+            await org.trigger(con2["id"], ["values"], [gw["id"]])
+            await org.ingest(gw["ingestToken"], "values", value(2))
+            await other.wait_for(1)
+            # Over twice the 0.2 s retry delay after the 410: a delivery not held is resent.
+            await asyncio.sleep(0.5)  # deliberate interval: a retry would be due by now
         assert len(rec.received) == 1
-        assert await statuses(org) == ["held"]
+        assert [d["status"] for d in await org.deliveries(connectorId=con["id"])] == ["held"]
 
 
 async def test_abort_message_header_stops_the_retries(org: Org) -> None:
@@ -127,10 +135,10 @@ async def test_abort_message_header_stops_the_retries(org: Org) -> None:
             return await statuses(org) == ["failed"]
 
         await eventually(failed)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.4)  # deliberate interval: four 0.1 s retry delays pass
         assert len(rec.received) == 1
         (delivery,) = await org.deliveries()
-        assert "abort-message" in delivery["lastError"]
+        assert "abort-message" in delivery["lastError"] and delivery["attemptCount"] == 1
 
 
 @pytest.mark.parametrize("settings_overrides", [{"deactivate_after_failing_seconds": 1.0}])
@@ -153,22 +161,39 @@ async def _eq(coro: Any, expected: Any) -> bool:
     return bool(await coro == expected)
 
 
+async def _message_delivered(org: Org, message_id: str) -> bool:
+    got = (await org.api.get(f"/api/v1/messages/{message_id}")).json()
+    return [d["status"] for d in got["deliveries"]] == ["delivered"]
+
+
 @pytest.mark.parametrize("settings_overrides", [{"deactivate_after_failing_seconds": 1.0}])
 async def test_a_success_resets_the_failing_period(org: Org) -> None:
     def respond(_: Received, n: int) -> web.Response:
         return web.Response(status=500 if n == 1 else 204)
 
     async with running_receiver(respond) as rec:
-        gw, con = await wired(org, rec.url, retry={"schedule": [0.7]})
-        for i in range(4):
-            await org.ingest(gw["ingestToken"], "values", value(i))
-            await asyncio.sleep(0.5)
-        await rec.wait_for(8, timeout=30)
-        got = (await org.api.get(f"/api/v1/connectors/{con['id']}")).json()
-        assert got["active"] is True
+        gw, con = await wired(org, rec.url, retry={"schedule": [0.3]})
+        # One message at a time, each failing once and then delivered, until the failures
+        # span well over the 1 s failing period. Each success starts the period over, so the
+        # connector stays on however slowly the sequence runs.
+        for i in range(30):
+            (mid,) = (await org.ingest(gw["ingestToken"], "values", value(i))).json()["ids"]
+            await rec.wait_for(2 * (i + 1))
+            # The success is recorded before the next failure.
+            await eventually(functools.partial(_message_delivered, org, mid),
+                             what=f"message {i} delivered")
+            got = (await org.api.get(f"/api/v1/connectors/{con['id']}")).json()
+            assert got["active"] is True, got["deactivatedReason"]
+            failures = rec.received[::2]  # each message's first request: the 500
+            if failures[-1].at - failures[0].at > 2.0:
+                break
+        else:
+            raise AssertionError("30 messages did not span 2 s of failures")
+        assert [r.headers["webhook-id"] for r in rec.received[::2]] == \
+            [r.headers["webhook-id"] for r in rec.received[1::2]]
 
 
-@pytest.mark.parametrize("settings_overrides", [{"secret_grace_seconds": 3.0}])
+@pytest.mark.parametrize("settings_overrides", [{"secret_grace_seconds": 5.0}])
 async def test_rotation_signs_with_both_secrets_during_the_grace_period(
     org: Org, receiver: Receiver
 ) -> None:
@@ -178,18 +203,20 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period(
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["secret"]
     assert new != old and new.startswith("whsec_")
+    expires = datetime.fromisoformat(rotated.json()["previousSecretExpiresAt"]).timestamp()
     assert "secret" not in (await org.api.get(f"/api/v1/connectors/{con['id']}")).json()
 
     first = (await org.ingest(gw["ingestToken"], "values", value(1))).json()["ids"][0]
     await receiver.wait_for(1)
     during = next(r for r in receiver.received if r.headers["webhook-id"] == first)
+    assert int(during.headers["webhook-timestamp"]) < expires, "sent after the grace period"
     assert len(during.headers["webhook-signature"].split()) == 2
     Webhook(new).verify(during.body, during.headers)
     Webhook(old).verify(during.body, during.headers)
 
-    # After the grace period (and the worker's 2 s copy of the connector), only the new one.
-    # webhook-timestamp has whole seconds, and the grace period ends by that clock.
-    await asyncio.sleep(4.5)
+    # After the grace period, only the new one. webhook-timestamp has whole seconds, and the
+    # grace period ends by that clock (hence a second more).
+    await asyncio.sleep(max(0.0, expires + 1.5 - time.time()))  # deliberate interval: grace
     second = (await org.ingest(gw["ingestToken"], "values", value(2))).json()["ids"][0]
 
     async def arrived() -> bool:
@@ -208,7 +235,9 @@ async def test_rotation_keeps_the_old_secret_valid(org: Org, receiver: Receiver)
     old = con["secret"]
     rotated = (await org.api.post(f"/api/v1/connectors/{con['id']}/rotate-secret")).json()
     assert rotated["previousSecretExpiresAt"]
-    await asyncio.sleep(2.1)
+    # A while after the rotation (longer than a worker keeps its copy of a connector, 2 s),
+    # the old secret still signs: the default grace period is far longer.
+    await asyncio.sleep(2.1)  # deliberate interval: past the worker's 2 s connector copy
     await org.ingest(gw["ingestToken"], "values", value(1))
     await receiver.wait_for(1)
     got = receiver.received[0]
@@ -327,7 +356,8 @@ async def test_oauth2_token_endpoint_failure_is_the_attempt_error(org: Org) -> N
 
 async def test_per_connector_timeout(org: Org) -> None:
     async def slow(_: Received, __: int) -> web.Response:
-        await asyncio.sleep(3)
+        # Later than both the connector's 0.5 s and the default 5 s request timeout.
+        await asyncio.sleep(10)  # pacing: a receiver that answers after 10 s
         return web.Response(status=204)
 
     async with running_receiver(slow) as rec:
@@ -339,9 +369,10 @@ async def test_per_connector_timeout(org: Org) -> None:
         async def failed() -> bool:
             return await statuses(org) == ["failed"]
 
-        await eventually(failed, timeout=10)
+        await eventually(failed, timeout=30)
         detail = (await org.api.get(
             f"/api/v1/deliveries/{(await org.deliveries())[0]['id']}")).json()
-        assert detail["attempts"][0]["durationMs"] < 2000
+        # The connector's 0.5 s, not the default 5 s (with room for a slow machine).
+        assert detail["attempts"][0]["durationMs"] < 3000
         assert "Timeout" in detail["attempts"][0]["error"]
         assert orjson.loads(rec.received[0].body)["deviceId"] == "dev-1"

@@ -4,6 +4,7 @@ stores nothing (real service, real receiver, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from tests.api_checks import error_of, message
-from tests.support import Org, Receiver
+from tests.support import Org, Receiver, eventually
 
 REPLAYED = "Idempotent-Replayed"
 
@@ -30,6 +31,15 @@ async def stored_ids(org: Org, gateway_id: str | None = None) -> list[str]:
     resp = await org.api.get("/api/v1/messages", params=params)
     assert resp.status_code == 200, resp.text
     return sorted(m["id"] for m in resp.json()["items"])
+
+
+async def sent_once(org: Org, count: int) -> None:
+    """Until ``count`` deliveries are delivered, failing unless each took one attempt."""
+    async def delivered() -> bool:
+        return [d["status"] for d in await org.deliveries()] == ["delivered"] * count
+
+    await eventually(delivered, what=f"{count} deliveries delivered")
+    assert [d["attemptCount"] for d in await org.deliveries()] == [1] * count
 
 
 async def wired(org: Org, receiver: Receiver) -> dict[str, Any]:
@@ -65,7 +75,7 @@ async def test_a_repeat_gets_the_first_answer_and_nothing_is_stored_or_sent_twic
     deliveries = await org.deliveries()
     assert sorted(d["messageId"] for d in deliveries) == sorted(ids)
     await receiver.wait_for(len(ids))
-    await asyncio.sleep(0.5)  # a second webhook would have arrived by now
+    await sent_once(org, len(ids))  # the worker is done with every delivery there is
     assert sorted(receiver.ids()) == sorted(ids)
 
     # Without a key, the same body is a new request each time.
@@ -113,7 +123,7 @@ async def test_concurrent_requests_with_one_key_store_one_set(
     assert await stored_ids(org) == sorted(ids)
     assert sorted(d["messageId"] for d in await org.deliveries()) == sorted(ids)
     await receiver.wait_for(20)
-    await asyncio.sleep(0.5)
+    await sent_once(org, 20)
     assert sorted(receiver.ids()) == sorted(ids)
 
 
@@ -143,16 +153,28 @@ async def test_keys_belong_to_one_gateway(org: Org) -> None:
         await other.api.aclose()
 
 
-@pytest.mark.parametrize("settings_overrides", [{"idempotency_window_seconds": 0.6}])
+WINDOW = 1.5  # s; the requests that must fall inside it take milliseconds
+
+
+async def past_the_window(answered_at: float) -> None:
+    """Until the window of a key stored before ``answered_at`` (epoch s) is over."""
+    # The key's time is when its first request was stored, before that request's answer.
+    left = answered_at + WINDOW + 0.2 - time.time()
+    await asyncio.sleep(max(0.0, left))  # deliberate interval: the key's window runs out
+
+
+@pytest.mark.parametrize("settings_overrides", [{"idempotency_window_seconds": WINDOW}])
 async def test_after_the_window_a_key_is_new(org: Org) -> None:
     gw = await org.gateway()
     token = gw["ingestToken"]
     first = await post(org, token, "values", message("d1"), "daily")
+    first_answered = time.time()
     repeat = await post(org, token, "values", message("d1"), "daily")
     assert repeat.headers.get(REPLAYED) == "true" and repeat.json() == first.json()
-    await asyncio.sleep(0.8)
+    await past_the_window(first_answered)
     # The same request again is new now: stored again, with new ids.
     later = await post(org, token, "values", message("d1"), "daily")
+    later_answered = time.time()
     assert later.status_code == 202 and REPLAYED not in later.headers
     assert later.json()["ids"] != first.json()["ids"]
     # And the key now answers with the new request's answer, refusing other bodies.
@@ -160,7 +182,7 @@ async def test_after_the_window_a_key_is_new(org: Org) -> None:
     assert again.json() == later.json() and again.headers[REPLAYED] == "true"
     error_of(await post(org, token, "values", message("d2"), "daily"), 422,
              "idempotency_key_reused")
-    await asyncio.sleep(0.8)
+    await past_the_window(later_answered)
     # After the window another body is fine too.
     other = await post(org, token, "values", message("d2"), "daily")
     assert other.status_code == 202 and REPLAYED not in other.headers

@@ -498,7 +498,7 @@ async def test_short_lifetimes_from_the_settings(
     tokens = await tokens_for(service, client, signed_in)
     assert tokens["expires_in"] == 1
     late_code = await get_code(service, signed_in, client)
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(1.1)  # deliberate interval: the 1 s token and code lifetimes run out
     assert await live(service, tokens["access_token"]) is None
     assert_oauth_error(await exchange(service, client, late_code), 400, "invalid_grant")
     # The refresh token lives on and gives a fresh access token.

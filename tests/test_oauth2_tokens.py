@@ -112,7 +112,7 @@ async def test_token_is_fetched_again_margin_seconds_before_it_expires() -> None
         assert await cache.token("con_1", h.auth()) == "tok-1"
         assert await cache.token("con_1", h.auth()) == "tok-1"
         assert len(h.endpoint.requests) == 1
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # deliberate interval: the token's 0.4 s of use runs out
         assert await cache.token("con_1", h.auth()) == "tok-2"
         assert await cache.token("con_1", h.auth()) == "tok-2"
         assert len(h.endpoint.requests) == 2
@@ -139,7 +139,8 @@ async def test_without_expires_in_the_token_is_kept_for_an_hour() -> None:
 
 async def test_concurrent_requests_fetch_one_token() -> None:
     async def slow(n: int) -> web.Response:
-        await asyncio.sleep(0.2)
+        # The first fetch is still on its way while the other 19 ask.
+        await asyncio.sleep(0.2)  # pacing: a slow token endpoint
         return await issue(n)
 
     async with token_endpoint(slow) as h:

@@ -35,7 +35,7 @@ class OrderedReceiver:
         if self.open[device] > 1:
             self.overlaps += 1
         try:
-            await asyncio.sleep(self.rng.uniform(0, 0.01))
+            await asyncio.sleep(self.rng.uniform(0, 0.01))  # pacing: random answer times
             if nth <= self.fail.get((device, body["payload"]), 0):
                 return web.Response(status=500)
             return web.Response(status=204)

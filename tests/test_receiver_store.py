@@ -21,7 +21,7 @@ import pytest
 
 from hookstream.deliver.signing import new_secret, secret_key, sign
 from hookstream.receiver import Tally, serve
-from tests.support import free_port, free_socket, hookstream_cmd, spawn
+from tests.support import free_port, free_socket, hookstream_cmd, spawn, wait_ready
 
 SECRET = new_secret()
 
@@ -56,7 +56,10 @@ class Running:
             return resp.status
 
     async def finished(self) -> Tally:
-        return await asyncio.wait_for(self.task, 10)
+        try:
+            return await asyncio.wait_for(self.task, 30)
+        except TimeoutError:
+            raise AssertionError(f"the receiver did not stop after 30 s: {self.lines}") from None
 
 
 @contextlib.asynccontextmanager
@@ -64,15 +67,26 @@ async def receiving(**options: Any) -> AsyncIterator[Running]:
     """``serve`` in this event loop on a free port; stopped on the way out if still running."""
     sock = free_socket()
     lines: list[str] = []
+    listening = asyncio.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("listening on"):
+            listening.set()
+
     task = asyncio.create_task(serve("127.0.0.1", 0, options.pop("secret", SECRET),
-                                     options.pop("count", None), lines.append, sock=sock,
-                                     **options))
+                                     options.pop("count", None), say, sock=sock, **options))
     running = Running(f"http://127.0.0.1:{sock.getsockname()[1]}", task, lines)
     try:
-        while not any(li.startswith("listening on") for li in lines):
-            if task.done():
-                task.result()  # raises what stopped it
-            await asyncio.sleep(0.01)
+        ready = asyncio.create_task(listening.wait())
+        done, _ = await asyncio.wait({ready, task}, timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if task in done:
+            task.result()  # raises what stopped it
+            raise AssertionError(f"the receiver stopped before listening: {lines}")
+        if ready not in done:
+            raise AssertionError(f"the receiver was not listening after 30 s: {lines}")
         yield running
     finally:
         if not task.done():
@@ -211,20 +225,16 @@ def child_env() -> dict[str, str]:
 
 
 async def started(proc: subprocess.Popen[bytes], log: Path, port: int) -> str:
-    deadline = time.monotonic() + 30
-    while "listening on" not in log.read_text():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        await asyncio.sleep(0.05)
+    """The receiver's URL once its log says it listens."""
+    await wait_ready(proc, log, line="listening on", what="hookstream receive")
     return f"http://127.0.0.1:{port}"
 
 
-async def exit_code(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
-    deadline = time.monotonic() + timeout
-    while (code := proc.poll()) is None:
-        assert time.monotonic() < deadline, "the receiver did not exit"
-        await asyncio.sleep(0.05)
-    return code
+async def exit_code(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    try:
+        return await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the receiver did not exit within {timeout} s") from None
 
 
 async def post(url: str, body: bytes, headers: dict[str, str]) -> int:

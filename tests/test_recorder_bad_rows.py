@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from hookstream.deliver.client import AttemptResult
 from hookstream.queue.claimer import Claimer
 from hookstream.record.recorder import Outcome, Recorder
 from hookstream.settings import Settings
-from tests.support import Org, Received, Service, running_receiver, running_service
+from tests.support import Org, Received, Service, eventually, running_receiver, running_service
 
 
 def value(i: int) -> dict[str, Any]:
@@ -30,12 +29,13 @@ async def test_a_receiver_answering_nul_bytes_is_recorded(service: Service, org:
         await org.trigger(con["id"], ["values"], [gw["id"]])
         (mid,) = (await org.ingest(gw["ingestToken"], "values", value(1))).json()["ids"]
         await rec.wait_for(1)
-        for _ in range(100):
-            (d,) = await org.deliveries(messageId=mid)
-            if d["status"] == "delivered":
-                break
-            await asyncio.sleep(0.05)
-    assert d["status"] == "delivered"
+
+        async def delivered() -> bool:
+            (d,) = await org.deliveries()
+            return bool(d["messageId"] == mid and d["status"] == "delivered")
+
+        await eventually(delivered, what="the delivery recorded as delivered")
+    (d,) = await org.deliveries()
     attempts = (await org.api.get(f"/api/v1/deliveries/{d['id']}")).json()["attempts"]
     assert attempts[0]["responseBody"] == "ok\ufffd\ufffddone"
 

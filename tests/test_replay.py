@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ async def ingest(org: Org, gw: dict[str, Any], *devices: str) -> list[str]:
                                                           enumerate(devices)])
     assert resp.status_code == 202, resp.text
     ids: list[str] = resp.json()["ids"]
-    await asyncio.sleep(0.01)  # the next batch is created at a later millisecond
+    await asyncio.sleep(0.01)  # deliberate interval: the next batch has a later millisecond
     return ids
 
 
@@ -82,12 +83,13 @@ async def test_a_replayed_range_arrives_again_with_the_same_ids_and_new_attempts
     resp = await replay(org, con["id"], since=created[inside[0]], until=created[after[0]])
     assert resp.status_code == 202, resp.text
     assert resp.json() == {"replayed": 3}
+    # The replay made its deliveries before it answered: the range's, nothing outside it.
+    assert len(await org.deliveries()) == 9
     await receiver.wait_for(9)
-    await asyncio.sleep(0.4)  # anything outside the range would show up now
+    everything = await settled(org, 9)
     assert len(receiver.received) == 9
     assert sorted(receiver.ids()[6:]) == sorted(inside), "the same webhook-ids, once each"
 
-    everything = await settled(org, 9)
     replays = [d for d in everything if d["replayOf"] is not None]
     by_id = {d["id"]: d for d in originals}
     assert sorted(by_id[d["replayOf"]]["messageId"] for d in replays) == sorted(inside)
@@ -116,7 +118,7 @@ async def test_status_filter_and_dead_letters(org: Org) -> None:
         bad = await ingest(org, gw, "bad")
         originals = await settled(org, 3)
         assert Counter(d["status"] for d in originals) == {"delivered": 2, "failed": 1}
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # deliberate interval: `until` is a later millisecond
         until = rfc3339(int(time.time() * 1000))
 
         # Dead letters: the deliveries that were given up on.
@@ -177,17 +179,19 @@ async def test_replay_while_switched_off_is_held_and_cancelled_ones_never_leave(
     finally:
         await other.api.aclose()
 
-    await asyncio.sleep(0.5)
+    # The held replays are not claimed: a few of the worker's 0.2 s polls pass.
+    await asyncio.sleep(0.5)  # deliberate interval: the worker would have sent them by now
     assert len(receiver.received) == 2, "nothing leaves while the connector is off"
     on = await org.api.patch(f"/api/v1/connectors/{con['id']}", json={"active": True})
     assert on.json()["active"] is True
     await receiver.wait_for(3)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: _status(org, keep["id"], "delivered"))
+    # The cancelled one would have been claimed with the one just delivered, or a poll later.
+    await asyncio.sleep(0.5)  # deliberate interval: a few of the worker's 0.2 s polls pass
     assert Counter(receiver.ids()) == {keep["messageId"]: 2, drop["messageId"]: 1}
     assert set(receiver.ids()) == set(ids)
     got = (await org.api.get(f"/api/v1/deliveries/{drop['id']}")).json()
     assert got["status"] == "cancelled" and got["attempts"] == []
-    await eventually(lambda: _status(org, keep["id"], "delivered"))
 
 
 async def _status(org: Org, delivery_id: str, status: str) -> bool:
@@ -195,7 +199,8 @@ async def _status(org: Org, delivery_id: str, status: str) -> bool:
     return bool(got["status"] == status)
 
 
-@pytest.mark.parametrize("settings_overrides", [{"retry_schedule": (1.0,)}])
+# The retry is due 3 s after the first attempt: time enough to cancel it first.
+@pytest.mark.parametrize("settings_overrides", [{"retry_schedule": (3.0,)}])
 async def test_cancel_a_pending_delivery_stops_its_retries(org: Org) -> None:
     async with running_receiver(lambda _, __: web.Response(status=503)) as receiver:
         gw, _ = await wired(org, receiver)
@@ -208,9 +213,12 @@ async def test_cancel_a_pending_delivery_stops_its_retries(org: Org) -> None:
 
         await eventually(waiting_for_retry)
         (delivery,) = await org.deliveries()
+        due = datetime.fromisoformat(delivery["nextAttemptAt"]).timestamp()
         resp = await org.api.post(f"/api/v1/deliveries/{delivery['id']}/cancel")
         assert resp.status_code == 200 and resp.json()["status"] == "cancelled", resp.text
-        await asyncio.sleep(1.5)
+        assert time.time() < due, "cancelled only after the retry was due: nothing to check"
+        # The retry's due time passes, and a few of the worker's 0.2 s polls.
+        await asyncio.sleep(due + 1.0 - time.time())  # deliberate interval: retry delay
         assert len(receiver.received) == 1, "no retry after the cancel"
         assert (await org.deliveries())[0]["status"] == "cancelled"
 

@@ -32,6 +32,7 @@ from tests.support import (
     running_service,
     settings_env,
     spawn,
+    wait_ready,
 )
 
 
@@ -133,7 +134,7 @@ async def test_old_finished_messages_go_with_their_history_open_ones_and_recent_
 
         # Everything so far is "old"; what comes next is "recent".
         boundary = time.time()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # deliberate interval: what follows is 50 ms after `boundary`
         recent = await ingest(org, gw_done, message("r"), key="new-key")
         recent += await ingest(org, gw_none, message("r"))
         await receiver.wait_for(5)
@@ -204,7 +205,7 @@ async def test_the_purge_works_in_batches_of_the_set_size(
 
     await eventually(all_delivered)
     boundary = time.time()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # deliberate interval: what follows is 50 ms after `boundary`
 
     batches: list[tuple[str, int]] = []
     purger = purger_at(org.service, boundary,
@@ -243,7 +244,7 @@ async def test_the_purger_keeps_running_through_database_errors(
         async def failed_twice() -> bool:
             return sum("purging failed" in r.getMessage() for r in caplog.records) >= 2
 
-        await eventually(failed_twice, timeout=10)
+        await eventually(failed_twice, timeout=30)
         assert not task.done()
         assert (await get(org, f"messages/{mid}")).status_code == 200
         async with db.write() as conn:
@@ -252,14 +253,14 @@ async def test_the_purger_keeps_running_through_database_errors(
         async def purged() -> bool:
             return (await get(org, f"messages/{mid}")).status_code == 404
 
-        await eventually(purged, timeout=10)
+        await eventually(purged, timeout=30)
 
         # Each round that purged something says how much (once the round is over).
         async def said() -> bool:
             return any("purged" in r.getMessage() and "1 messages" in r.getMessage()
                        for r in caplog.records)
 
-        await eventually(said, timeout=10)
+        await eventually(said, timeout=30)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -279,14 +280,16 @@ async def test_a_worker_process_purges(settings: Settings, tmp_path: Path) -> No
             (mid,) = await ingest(org, gw, message())
             proc = spawn(hookstream_cmd("worker"), env, log)
             try:
+                await wait_ready(proc, log, what="hookstream worker")
+
                 async def purged() -> bool:
                     return (await get(org, f"messages/{mid}")).status_code == 404
 
-                await eventually(purged, timeout=30)
+                await eventually(purged, timeout=30, what="the worker purged the message")
             finally:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
-                code = proc.wait(20)
+                code = await asyncio.to_thread(proc.wait, 60)
             assert code == 0, log.read_text()[-3000:]
         finally:
             await org.api.aclose()
