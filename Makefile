@@ -60,8 +60,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench drills
 	$(BIN)/mypy
 
-# Test files run in TEST_PROCESSES processes (one file's tests stay together, in order).
-TEST_PROCESSES ?= 3
+# Test files run in TEST_PROCESSES processes (one file's tests stay together, in order). Most
+# tests wait on servers and child processes, so one more process than the cores this make may
+# use keeps them busy (3 on 2 cores), from 2 up to 8.
+TEST_PROCESSES ?= $(shell $(PYTHON) -c 'import os; print(min(8, max(2, len(os.sched_getaffinity(0)) + 1)))')
 
 test: lint
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
