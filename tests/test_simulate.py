@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import httpx
 import orjson
 import pytest
@@ -28,7 +29,13 @@ from standardwebhooks.webhooks import Webhook
 
 from hookstream.deliver.signing import new_secret
 from hookstream.ingest.message import FIELDS
-from hookstream.simulate import SimulateOptions, SimulationError, run_simulation
+from hookstream.simulate import (
+    Api,
+    SimulateOptions,
+    SimulationError,
+    run_simulation,
+    wait_for_bridge,
+)
 from tests.conftest import unavailable
 from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 from tests.support import (
@@ -430,3 +437,20 @@ async def test_a_failing_mosquitto_passwd_leaves_the_lines_to_run(
     assert "No such file or directory" in message and str(state) in message
     for g in gateways:
         assert f"mosquitto_passwd -b {passwords} {g['id']} {g['ingestToken']}" in message
+
+
+async def test_over_mqtt_gateways_publish_only_once_the_servers_bridge_is_subscribed(
+    api: str, mqtt_api: str
+) -> None:
+    """What is published before the bridge's first subscription is lost: simulate waits for it
+    (the server's /readyz), and says so when the server runs no bridge at all."""
+    async with aiohttp.ClientSession() as session:
+        with_bridge, without = io.StringIO(), io.StringIO()
+        async with httpx.AsyncClient() as client:
+            ready = (await client.get(f"{mqtt_api}/readyz")).json()
+        assert ready["roles"] == {"api": "ready", "mqtt": "ready", "worker": "ready"}
+        await wait_for_bridge(Api(session, mqtt_api), Console(file=with_bridge, width=200))
+        await wait_for_bridge(Api(session, api), Console(file=without, width=200))
+    assert with_bridge.getvalue() == ""
+    assert "runs no MQTT bridge" in without.getvalue()
+    assert "must have logged 'hookstream ready'" in without.getvalue()
