@@ -153,3 +153,34 @@ async def test_a_worker_process_logs_json_lines_with_ids_and_serves_metrics(
     # Nothing is logged as text (the banner on standard output is not a log record).
     assert not [ln for ln in log.read_text().splitlines()
                 if re.match(r"^\d{4}-\d\d-\d\d .* (INFO|WARNING|ERROR) ", ln)]
+
+
+async def test_an_mqtt_bridge_without_its_broker_is_alive_but_not_ready(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """/healthz answers at once; /readyz says 503 and what it waits for, until subscribed."""
+    port = free_port()
+    env = settings_env(settings, HOOKSTREAM_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}",
+                       HOOKSTREAM_METRICS_LISTEN=f"127.0.0.1:{port}")
+    log = tmp_path / "mqtt.log"
+    bridge = spawn(hookstream_cmd("mqtt"), env, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(bridge, log, url=f"{base}/healthz", what="hookstream mqtt's /healthz")
+        async with httpx.AsyncClient(base_url=base) as client:
+            ready = await client.get("/readyz")
+            missing = await client.get("/nowhere")
+            metrics = await client.get("/metrics")
+    finally:
+        bridge.send_signal(signal.SIGTERM)  # its handlers are in place before /healthz serves
+        code = await asyncio.to_thread(bridge.wait, 60)
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "starting", "roles": {"mqtt": "starting"},
+        "error": {"code": "not_ready", "message": "waiting for mqtt: the broker to acknowledge "
+                                                  "the bridge's subscriptions"},
+    }
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert samples(metrics.text)[("hookstream_mqtt_connected", ())] == 0
+    assert code == 0, log.read_text()[-3000:]
+    assert "hookstream ready" not in log.read_text()
