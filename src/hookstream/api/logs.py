@@ -19,8 +19,9 @@ from hookstream.api.common import (
     rfc3339,
 )
 from hookstream.errors import NotFound
-from hookstream.ids import new_id
 from hookstream.ingest.message import Kind
+from hookstream.models import DeliveryStatus
+from hookstream.queue.enqueue import enqueue, plan_delivery, wake
 from hookstream.storage.repository import Repository
 
 router = APIRouter(prefix="/api/v1", tags=["logs"])
@@ -40,7 +41,9 @@ def delivery_body(row: Any) -> dict[str, Any]:
         "deviceId": row.device_id,
         "status": row.status,
         "attemptCount": row.attempts,
-        "nextAttemptAt": rfc3339(row.next_attempt_at) if row.status == "pending" else None,
+        "nextAttemptAt": (
+            rfc3339(row.next_attempt_at) if row.status == DeliveryStatus.PENDING else None
+        ),
         "lastStatusCode": row.last_status_code,
         "lastError": row.last_error,
         "replayOf": row.replay_of,
@@ -158,14 +161,12 @@ async def replay_delivery(delivery_id: str, org_id: OrgId, rt: RuntimeDep) -> di
         connector = await repo.get_connector(org_id, row.connector_id)
         if connector is None:
             raise NotFound(f"the connector '{row.connector_id}' of this delivery was deleted")
-        new = {
-            "id": new_id("dlv"), "org_id": org_id, "message_id": row.message_id,
-            "connector_id": row.connector_id, "kind": row.kind, "device_id": row.device_id,
-            "status": "pending" if connector.active else "held", "attempts": 0,
-            "next_attempt_at": now, "replay_of": row.id, "created_at": now, "updated_at": now,
-        }
-        await repo.insert_deliveries([new])
-        await repo.notify_due()
+        new = plan_delivery(
+            org_id=org_id, message_id=row.message_id, connector_id=row.connector_id,
+            kind=row.kind, device_id=row.device_id, now=now, active=bool(connector.active),
+            replay_of=row.id,
+        )
+        due = await enqueue(repo, [new])
         created = await repo.get_delivery(org_id, new["id"])
-    rt.wakeup.set()
+    wake(rt.wakeup, due)
     return delivery_body(created)

@@ -21,6 +21,7 @@ from hookstream.deliver.worker import EndpointCache
 from hookstream.errors import Conflict, NotFound
 from hookstream.ids import new_id, now_ms
 from hookstream.ingest.message import DatastreamMessage, Kind, to_body
+from hookstream.queue.enqueue import wake
 from hookstream.record.replay import STATUSES, parse_statuses, replay_connector
 from hookstream.storage.repository import Repository
 
@@ -80,8 +81,7 @@ async def replay_range(
         statuses=body.status or parse_statuses(None),
         max_rows=MAX_API_REPLAY,
     )
-    if result.replayed:
-        rt.wakeup.set()
+    wake(rt.wakeup, result.replayed - result.held)
     return {"replayed": result.replayed}
 
 

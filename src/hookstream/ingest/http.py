@@ -19,6 +19,7 @@ from hookstream.errors import (
 from hookstream.ingest import idempotency
 from hookstream.ingest.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
+from hookstream.queue.enqueue import wake
 
 router = APIRouter(tags=["ingest"])
 
@@ -142,7 +143,7 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
         MESSAGES_INGESTED.labels(kind).inc(answer.body["accepted"])
     if answer.routed:
         DELIVERIES_ROUTED.labels(kind).inc(answer.routed)
-        rt.wakeup.set()
+    wake(rt.wakeup, answer.routed)
     return _answered(answer)
 
 

@@ -55,6 +55,7 @@ from hookstream.metrics import (
     MQTT_DUPLICATES,
     MQTT_REFUSED,
 )
+from hookstream.queue.enqueue import wake
 from hookstream.queue.wakeup import Wakeup
 from hookstream.route.routing import Trigger
 from hookstream.settings import Settings
@@ -412,8 +413,7 @@ class Bridge:
                 delay = min(delay * 2, 10.0)
         else:
             routed = 0
-        if routed and self.wakeup is not None:
-            self.wakeup.set()
+        wake(self.wakeup, routed)
         self._answer(client, batch)
 
     def _triage(self, batch: list[Received]) -> list[Received]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from hookstream.ids import new_id
 from hookstream.ingest.message import DatastreamMessage, to_body
+from hookstream.queue.enqueue import enqueue, plan_delivery
 from hookstream.route.routing import Trigger, connectors_for
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import fold_reports
@@ -66,22 +67,21 @@ async def plan_messages(
             "device_id": m.deviceId, "body": to_body(m, now), "accepted_at": now,
             "source_digest": None,
         })
-        for connector_id in targets:
-            delivery_rows.append({
-                "id": new_id("dlv", now), "org_id": org_id, "message_id": message_id,
-                "connector_id": connector_id, "kind": kind, "device_id": m.deviceId,
-                "status": "pending", "attempts": 0, "next_attempt_at": now,
-                "created_at": now, "updated_at": now,
-            })
+        delivery_rows.extend(
+            plan_delivery(
+                org_id=org_id, message_id=message_id, connector_id=connector_id, kind=kind,
+                device_id=m.deviceId, now=now,
+            )
+            for connector_id in targets
+        )
     return Planned(message_rows, delivery_rows)
 
 
 async def insert_planned(repo: Repository, planned: Planned) -> None:
-    """Insert what ``plan_messages`` made; workers are notified when the caller commits."""
+    """Insert what ``plan_messages`` made; workers are notified when the caller commits
+    (the caller wakes its in-process workers after the commit: ``queue.enqueue.wake``)."""
     await repo.insert_messages(planned.message_rows)
-    await repo.insert_deliveries(planned.delivery_rows)
     # Thermostat modules linked to these gateways take their measures from the messages,
-    # in this transaction (their notifications are queued with it).
+    # in this transaction (their notifications are queued, and notified, with it).
     notified = await fold_reports(repo, planned.message_rows, int(time.time() * 1000))
-    if planned.delivery_rows and not notified:
-        await repo.notify_due()
+    await enqueue(repo, planned.delivery_rows, notify=not notified)

@@ -14,9 +14,11 @@ from typing import Any
 import orjson
 
 from hookstream.ids import new_id
+from hookstream.models import Kind
+from hookstream.queue.enqueue import enqueue, plan_delivery
 from hookstream.storage.repository import Repository
 
-ALERT_KIND = "alert"
+ALERT_KIND: str = Kind.ALERT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +58,10 @@ async def enqueue_alerts(repo: Repository, events: list[AlertEvent], now_ms: int
             "device_id": "", "body": alert_body(event, target.org_id, now_ms),
             "accepted_at": now_ms,
         })
-        deliveries.append({
-            "id": new_id("dlv", now_ms), "org_id": target.org_id, "message_id": message_id,
-            "connector_id": target.alerts_connector_id, "kind": ALERT_KIND, "device_id": "",
-            "status": "pending", "attempts": 0, "next_attempt_at": now_ms,
-            "created_at": now_ms, "updated_at": now_ms,
-        })
+        deliveries.append(plan_delivery(
+            org_id=target.org_id, message_id=message_id,
+            connector_id=target.alerts_connector_id, kind=ALERT_KIND, device_id="", now=now_ms,
+        ))
     await repo.insert_messages(messages)
-    await repo.insert_deliveries(deliveries)
-    return len(deliveries)
+    # The recorder wakes its own process's workers after every write it commits.
+    return await enqueue(repo, deliveries)

@@ -18,15 +18,18 @@ from typing import Any
 
 from hookstream import ids
 from hookstream.errors import NotFound, ValidationFailed
-from hookstream.ids import new_id
+from hookstream.models import DeliveryStatus
+from hookstream.queue.enqueue import enqueue, plan_delivery
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
 
-STATUSES: tuple[str, ...] = ("pending", "delivered", "failed", "held", "cancelled")
+STATUSES: tuple[str, ...] = tuple(s.value for s in DeliveryStatus)
 # Without a status filter, everything that is finished: what was delivered, what was given
 # up on and what was cancelled. Pending and held deliveries are still queued; replaying
 # them too takes asking for them by name.
-DEFAULT_STATUSES: tuple[str, ...] = ("delivered", "failed", "cancelled")
+DEFAULT_STATUSES: tuple[str, ...] = (
+    DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value, DeliveryStatus.CANCELLED.value,
+)
 BATCH_SIZE = 1000
 # A count past this is as good as "no cap" (a LIMIT needs a number).
 _NO_CAP = 2**62
@@ -155,20 +158,16 @@ async def replay_connector(
             )
             if not rows:
                 break
-            status = "pending" if connector.active else "held"
-            await repo.insert_deliveries([
-                {
-                    "id": new_id("dlv", now), "org_id": org_id, "message_id": r.message_id,
-                    "connector_id": connector_id, "kind": r.kind, "device_id": r.device_id,
-                    "status": status, "attempts": 0, "next_attempt_at": now,
-                    "replay_of": r.id, "created_at": now, "updated_at": now,
-                }
+            due = await enqueue(repo, [
+                plan_delivery(
+                    org_id=org_id, message_id=r.message_id, connector_id=connector_id,
+                    kind=r.kind, device_id=r.device_id, now=now, active=bool(connector.active),
+                    replay_of=r.id,
+                )
                 for r in rows
             ])
-            if status == "pending":
-                await repo.notify_due()
         replayed += len(rows)
-        held += len(rows) if status == "held" else 0
+        held += len(rows) - due
         after = rows[-1].id
         if on_progress is not None:
             on_progress(len(rows))

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 
 from hookstream.ids import new_id
+from hookstream.models import Kind
+from hookstream.queue.enqueue import enqueue, plan_delivery
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.state import (
     DEFAULT_MAPPING,
@@ -25,7 +27,7 @@ from hookstream.thermostat.state import (
     notification_body,
 )
 
-THERMOSTAT_KIND = "thermostat"
+THERMOSTAT_KIND: str = Kind.THERMOSTAT.value
 _ATTEMPTS = 10
 
 
@@ -36,7 +38,8 @@ class ModuleGone(Exception):
 async def queue_notifications(
     repo: Repository, org_id: str, plant_id: str, module_id: str, state: ModuleState, now: int
 ) -> int:
-    """One message and one pending delivery per subscription of the plant."""
+    """One message and one pending delivery per subscription of the plant; returns how many
+    deliveries were queued (workers are notified when the transaction commits)."""
     subscriptions = await repo.subscriptions_of_plant(org_id, plant_id)
     messages, deliveries = [], []
     for sub in subscriptions:
@@ -55,25 +58,15 @@ async def queue_notifications(
             }
         )
         deliveries.append(
-            {
-                "id": new_id("dlv", now),
-                "org_id": org_id,
-                "message_id": message_id,
-                "connector_id": sub.connector_id,
-                "kind": THERMOSTAT_KIND,
-                "device_id": plant_id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
+            plan_delivery(
+                org_id=org_id, message_id=message_id, connector_id=sub.connector_id,
+                kind=THERMOSTAT_KIND, device_id=plant_id, now=now,
+            )
         )
-    if deliveries:
-        await repo.insert_messages(messages)
-        await repo.insert_deliveries(deliveries)
-        await repo.notify_due()
-    return len(deliveries)
+    if not deliveries:
+        return 0
+    await repo.insert_messages(messages)
+    return await enqueue(repo, deliveries)
 
 
 async def change_module(
@@ -112,7 +105,8 @@ async def apply_reports(repo: Repository, message_rows: list[dict[str, Any]], no
     """Fold one gateway's datastream messages into the modules they report for.
 
     ``message_rows`` are rows about to be inserted, all of one organization and gateway, in
-    ingest order. Returns how many module changes were notified.
+    ingest order. Returns how many notifications were queued (their transaction notifies
+    workers when there are any).
     """
     if not message_rows:
         return 0
@@ -125,14 +119,14 @@ async def apply_reports(repo: Repository, message_rows: list[dict[str, Any]], no
     for m in modules:
         if m.org_id == message_rows[0]["org_id"]:
             by_device.setdefault(m.device_id, []).append(m)
-    notified = 0
+    queued = 0
     for module_rows in by_device.values():
         for module in module_rows:
             reports = [
                 orjson.loads(r["body"]) for r in message_rows if r["device_id"] == module.device_id
             ]
-            notified += await _apply_module_reports(repo, module, reports, now)
-    return notified
+            queued += await _apply_module_reports(repo, module, reports, now)
+    return queued
 
 
 async def _apply_module_reports(
@@ -154,11 +148,12 @@ async def _apply_module_reports(
         )
         if written:
             # Every change a subscriber would notice is one notification, in order.
+            queued = 0
             for changed_state in changed_states:
-                await queue_notifications(
+                queued += await queue_notifications(
                     repo, module.org_id, module.plant_id, module.id, changed_state, now
                 )
-            return len(changed_states)
+            return queued
         row = await repo.get_module(module.org_id, module.plant_id, module.id)
         if row is None:
             return 0
@@ -193,12 +188,15 @@ linked_gateways = LinkedGateways()
 
 
 async def fold_reports(repo: Repository, message_rows: list[dict[str, Any]], now: int) -> int:
-    """Apply the messages of gateways linked to modules (ingest calls this for every batch)."""
+    """Apply the messages of gateways linked to modules (ingest calls this for every batch).
+
+    Returns how many notifications were queued: when any were, the transaction notifies
+    workers already."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in message_rows:
         groups.setdefault((r["org_id"], r["gateway_id"]), []).append(r)
-    notified = 0
+    queued = 0
     for (org_id, gateway_id), rows in groups.items():
         if gateway_id in await linked_gateways.of(repo, org_id):
-            notified += await apply_reports(repo, rows, now)
-    return notified
+            queued += await apply_reports(repo, rows, now)
+    return queued
