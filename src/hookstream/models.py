@@ -20,9 +20,6 @@ class DeliveryStatus(StrEnum):
     CANCELLED = "cancelled"  # cancelled by hand, or its connector was deleted
 
 
-# Queued (pending or held): not finished, what per-device ordering waits for.
-OPEN_STATUSES: tuple[DeliveryStatus, ...] = (DeliveryStatus.PENDING, DeliveryStatus.HELD)
-
 
 class Kind(StrEnum):
     """What a message is, which decides the connector's route it is sent to."""

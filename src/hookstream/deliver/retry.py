@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from hookstream.models import DeliveryStatus
+
 MAX_RETRY_AFTER = 86400.0  # a receiver cannot push a retry further than a day away
 ABORT_HEADER_VALUE = "abort-message"
 
 
 class Verdict(StrEnum):
-    DELIVERED = "delivered"
+    """What an attempt leads to; but for RETRY (pending again), the delivery's new status."""
+
+    DELIVERED = DeliveryStatus.DELIVERED.value
     RETRY = "retry"
-    FAILED = "failed"
-    HELD = "held"  # the connector is switched off by this answer (410 Gone)
+    FAILED = DeliveryStatus.FAILED.value
+    HELD = DeliveryStatus.HELD.value  # the connector is switched off by this answer (410 Gone)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from hookstream.metrics import (
     DELIVERY_LATENCY,
     status_class,
 )
+from hookstream.models import DeliveryStatus, Kind
 from hookstream.queue.claimer import Claimed, Claimer
 from hookstream.queue.wakeup import PostgresListener, Wakeup
 from hookstream.record.recorder import Outcome, Recorder
@@ -73,11 +74,11 @@ class EndpointCache:
             id=row.id,
             base_url=row.base_url,
             routes={
-                "values": row.route_values,
-                "events": row.route_events,
-                "alarms": row.route_alarms,
-                "alert": "",  # alerts go to the alerts connector's URL itself
-                "thermostat": "",  # so do a plant subscription's notifications
+                Kind.VALUES: row.route_values,
+                Kind.EVENTS: row.route_events,
+                Kind.ALARMS: row.route_alarms,
+                Kind.ALERT: "",  # alerts go to the alerts connector's URL itself
+                Kind.THERMOSTAT: "",  # so do a plant subscription's notifications
             },
             signing_key=secret_key(box.decrypt(row.secret_enc)),
             previous_key=(
@@ -241,7 +242,10 @@ class Worker:
             answer=Answer(result.status_code, result.retry_after, result.abort, result.refused),
         )
         next_at = int((decision.retry_at or now) * 1000)
-        status = "pending" if decision.verdict is Verdict.RETRY else decision.verdict.value
+        status = (
+            DeliveryStatus.PENDING.value if decision.verdict is Verdict.RETRY
+            else decision.verdict.value
+        )
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
         ATTEMPT_STATUS.labels(status_class(result.status_code, result.error)).inc()
         if decision.verdict is Verdict.DELIVERED:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from hookstream.deliver.client import AttemptResult
 from hookstream.ids import new_id
+from hookstream.models import DeliveryStatus
 from hookstream.record.alerts import AlertEvent, enqueue_alerts
 from hookstream.storage.database import Database, database_away
 from hookstream.storage.repository import Repository
@@ -125,7 +126,7 @@ class Recorder:
         if self._on_written is not None:
             self._on_written()
         if self._on_retry_scheduled is not None:
-            due = [o.next_attempt_at for o in outcomes if o.status == "pending"]
+            due = [o.next_attempt_at for o in outcomes if o.status == DeliveryStatus.PENDING]
             if due:
                 self._on_retry_scheduled(min(due))
 
@@ -154,11 +155,11 @@ class Recorder:
                 "b_status_code": r.status_code,
                 "b_now": now,
             }
-            if o.status == "delivered":
+            if o.status == DeliveryStatus.DELIVERED:
                 delivered.append(row)
             else:
                 error = r.error or (f"HTTP {r.status_code}" if r.status_code else None)
-                if o.reason and o.status != "pending":
+                if o.reason and o.status != DeliveryStatus.PENDING:
                     error = f"{error}; {o.reason}" if error else o.reason
                 row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
                 not_delivered.append(row)
@@ -174,7 +175,7 @@ class Recorder:
                     "deliveryId": o.delivery_id, "messageId": o.message_id,
                     "attempts": o.attempt, "reason": o.reason,
                 })
-                for o in outcomes if o.status == "failed" and o.connector_id
+                for o in outcomes if o.status == DeliveryStatus.FAILED and o.connector_id
             ]
             await enqueue_alerts(repo, alerts, now)
 
