@@ -42,14 +42,14 @@ TESTER_USER = "hookstream-tester"
 TESTER_PASSWORD = "tester-password-for-tests"
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"nothing listens on port {port} after {timeout} s")
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll interval
 
 
 class Broker:
@@ -133,7 +133,35 @@ class Mosquitto(Broker):
         self.users[name] = password
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)  # reload the password file
-            time.sleep(0.2)
+            # Until the broker has read it: it lets the new user in.
+            deadline = time.monotonic() + 30
+            while not self._accepts(name, password):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"mosquitto did not let {name} in 30 s after SIGHUP")
+                time.sleep(0.05)  # poll interval
+
+    def _accepts(self, name: str, password: str) -> bool:
+        """Whether the broker accepts ``name`` now (a throwaway connection, clean start)."""
+        result: list[ReasonCode] = []
+        probe = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{os.urandom(4).hex()}",
+                            protocol=paho.MQTTv5)
+        probe.username_pw_set(name, password)
+        probe.on_connect = lambda _c, _u, _f, reason, _p: result.append(reason)
+        try:
+            probe.connect("127.0.0.1", self.port, keepalive=5)
+            deadline = time.monotonic() + 5
+            while not result and time.monotonic() < deadline:
+                probe.loop(0.05)
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                probe.disconnect()
+                for _ in range(20):  # the loop sends the DISCONNECT and closes the socket
+                    if probe.socket() is None:
+                        break
+                    probe.loop(0.05)
+        return bool(result) and not result[0].is_failure
 
     def start(self) -> None:
         assert MOSQUITTO is not None
@@ -173,7 +201,7 @@ class Amqtt(Broker):
                 stdout=out, stderr=subprocess.STDOUT,
             )
         try:
-            wait_for_port(self.port, timeout=20)
+            wait_for_port(self.port)
         except AssertionError:
             raise AssertionError(f"amqtt did not start: {self.log.read_text()}") from None
 
