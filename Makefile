@@ -66,7 +66,7 @@ lint: $(DEV_STAMP)
 TEST_PROCESSES ?= $(shell $(PYTHON) -c 'import os; print(min(8, max(2, len(os.sched_getaffinity(0)) + 1)))')
 
 test: lint
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --durations=15
 
 # The charts need matplotlib (the bench extra, bench.txt): installed on first use; without it
 # the benchmarks still run and say that the charts were skipped.
