@@ -52,10 +52,25 @@ def wait_for_port(port: int, timeout: float = 60.0) -> None:
         time.sleep(0.05)  # poll interval
 
 
+def release(client: paho.Client) -> None:
+    """Close the sockets a paho client still holds once its network loop is stopped.
+
+    ``loop_start()`` and ``loop()`` open a socket pair to wake the network loop, and neither
+    ``disconnect()`` nor ``loop_stop()`` closes it (nor the connection, when no DISCONNECT
+    went out): paho closes them only in ``Client.__del__``
+    (https://github.com/eclipse-paho/paho.mqtt.python/issues/627). A client whose callbacks
+    are bound methods of an object holding it is in a reference cycle, so that happens when
+    the garbage collector gets to it, in whatever test is running by then. Closed here, at
+    once. (``_reset_sockets`` is what ``__del__`` calls; paho has no public close.)
+    """
+    client._reset_sockets()
+
+
 class Broker:
     """A broker process on a free port of 127.0.0.1."""
 
     port: int
+    log: Path
     protocol: str = "5"
     process: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +83,16 @@ class Broker:
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def _started(self, what: str) -> None:
+        """Until the process listens; one that does not is killed and reaped, then reported
+        (the fixtures stop only a broker that started)."""
+        try:
+            wait_for_port(self.port)
+        except AssertionError:
+            self.kill()
+            log = self.log.read_text() if self.log.exists() else "(no log)"
+            raise AssertionError(f"{what} did not start: {log}") from None
 
     def stop(self) -> int | None:
         """A graceful stop (SIGTERM): Mosquitto writes its persistence file. Its exit code."""
@@ -161,6 +186,7 @@ class Mosquitto(Broker):
                     if probe.socket() is None:
                         break
                     probe.loop(0.05)
+            release(probe)  # and the socket pair loop() made
         return bool(result) and not result[0].is_failure
 
     def start(self) -> None:
@@ -168,10 +194,7 @@ class Mosquitto(Broker):
         with self.log.open("ab") as out:
             self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for_port(self.port)
-        except AssertionError:
-            raise AssertionError(f"mosquitto did not start: {self.log.read_text()}") from None
+        self._started("mosquitto")
 
 
 @dataclass
@@ -195,15 +218,14 @@ class Amqtt(Broker):
         )
 
     def start(self) -> None:
+        """amqtt's broker in a process of its own (a Python process: nothing of amqtt is
+        imported into the tests' process but its version)."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(self.conf)],
-                stdout=out, stderr=subprocess.STDOUT,
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        try:
-            wait_for_port(self.port)
-        except AssertionError:
-            raise AssertionError(f"amqtt did not start: {self.log.read_text()}") from None
+        self._started("amqtt")
 
 
 def amqtt_available() -> bool:
@@ -264,6 +286,7 @@ class Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        release(self.client)
 
     def subscribe(self, topic: str) -> None:
         done = threading.Event()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import contextlib
 import hashlib
 import hmac
 import os
@@ -52,19 +54,61 @@ RECEIVER_TOKEN = "receiver-bearer-token"
 
 
 class Chrome:
-    """Chromium behind playwright, on an event loop of its own in a thread."""
+    """Chromium behind playwright, on an event loop of its own in a thread.
+
+    Everything playwright opens lives on that loop: the pipes to its driver process and the
+    driver's subprocess transport. ``close()`` stops the browser and the driver, then the loop
+    ends in its own thread as ``asyncio.run`` ends one (what is still pending is cancelled and
+    awaited, then the loop is closed), so nothing is left for the garbage collector to find
+    open in a later test.
+    """
+
+    # A slow, busy machine may take long to start the driver and Chromium; a start that is
+    # given up is waited for all the same (its driver is stopped, not left running).
+    START_TIMEOUT = 180.0
+    STOP_TIMEOUT = 60.0
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="chromium",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="chromium", daemon=True)
         self.thread.start()
         self.playwright: Any = None
         self.browser: Any = None
 
+    def _serve(self) -> None:
+        loop = self.loop
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        """Run ``coro`` on the browser's loop, from synchronous code."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Run ``coro`` on the browser's loop, from synchronous code. If it takes longer than
+        ``timeout`` it is cancelled, and waited for, before the TimeoutError is raised."""
+        ended = threading.Event()
+
+        async def step() -> T:
+            try:
+                return await coro
+            finally:
+                ended.set()
+
+        future = asyncio.run_coroutine_threadsafe(step(), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # cancels the task on the browser's loop ...
+            ended.wait(self.STOP_TIMEOUT)  # ... which cleans up before it ends
+            raise
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the browser's loop while the test's loop goes on serving."""
@@ -75,7 +119,17 @@ class Chrome:
 
         # A loaded CI machine may be slower than playwright's 5 s default for assertions.
         expect.set_options(timeout=10_000)
-        self.playwright = await async_playwright().start()
+        manager = async_playwright()
+        starting = asyncio.ensure_future(manager.start())
+        try:
+            self.playwright = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Given up half-way (call()'s timeout): the driver process may be starting. Let it
+            # finish, then stop it, rather than leave it running with its pipes open.
+            with contextlib.suppress(Exception):
+                await starting
+            await manager.__aexit__()
+            raise
         self.browser = await self.playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS
         )
@@ -90,18 +144,26 @@ class Chrome:
         return await context.new_page()
 
     async def stop(self) -> None:
-        if self.browser is not None:
-            await self.browser.close()
-        if self.playwright is not None:
-            await self.playwright.stop()
+        browser, self.browser = self.browser, None
+        playwright, self.playwright = self.playwright, None
+        try:
+            if browser is not None:
+                await browser.close()
+        finally:
+            if playwright is not None:
+                # Closes the driver's stdin and waits for it to exit and its pipes to close.
+                await playwright.stop()
 
     def close(self) -> None:
         try:
-            self.call(self.stop())
+            if self.thread.is_alive():
+                self.call(self.stop(), timeout=self.STOP_TIMEOUT)
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
+            if not self.loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(self.STOP_TIMEOUT)
+            assert not self.thread.is_alive(), "the browser's event loop did not stop"
 
 
 @pytest.fixture(scope="session")
@@ -116,12 +178,14 @@ def chrome() -> Iterator[Chrome]:
                                 "'.[dev]')")
     browser = Chrome()
     try:
-        browser.call(browser.start())
+        browser.call(browser.start(), timeout=Chrome.START_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - reported as the reason
         browser.close()
-        unavailable("Chromium", f"it does not start: {exc}")
-    yield browser
-    browser.close()
+        unavailable("Chromium", f"it does not start: {exc!r}")
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture
@@ -132,9 +196,11 @@ async def page(chrome: Chrome, service: Service, tmp_path: Path) -> AsyncIterato
     yield tab
 
     async def close() -> None:
-        await tab.screenshot(path=str(tmp_path / "last-screen.png"))
-        (tmp_path / "last-screen.html").write_text(await tab.content())
-        await tab.context.close()
+        try:
+            await tab.screenshot(path=str(tmp_path / "last-screen.png"))
+            (tmp_path / "last-screen.html").write_text(await tab.content())
+        finally:
+            await tab.context.close()
 
     await chrome.run(close())
 
@@ -173,8 +239,10 @@ async def test_a_new_user_walks_the_document_flow_and_replays_a_failure(
     await make_user(service, org.id, EMAIL)
     tower2 = await org.gateway("Tower 2")
     other = await service.new_org("Globex")
-    their_gateway = await other.gateway("Globex Tower")
-    await other.api.aclose()
+    try:
+        their_gateway = await other.gateway("Globex Tower")
+    finally:
+        await other.api.aclose()
 
     # --- sign in, and the Organization tab's getting-started list --------------------------
     async def sign_in() -> None:

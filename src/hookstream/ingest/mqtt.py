@@ -363,6 +363,10 @@ class Bridge:
         # The acks queued before the DISCONNECT leave with it; wait for it to go out.
         self._disconnected.wait(2.0)
         client.loop_stop()
+        # loop_start()'s socket pair (and a connection no DISCONNECT closed) would stay open
+        # until paho's Client.__del__, which is all that closes them (paho.mqtt.python#627):
+        # the network thread is stopped, so they are closed now.
+        client._reset_sockets()
 
     # Event loop ------------------------------------------------------------------------
     async def run(self) -> None:

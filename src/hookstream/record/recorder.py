@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Failures of one batch, the database answering, before its outcomes are written one by one.
 BAD_BATCH_TRIES = 3
+# At shutdown, what is being written and what is queued each get this long.
+DRAIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,9 @@ class Recorder:
         self._batch = batch
         self._flush_s = flush_ms / 1000
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        # The batch being written: cancelling run() does not cancel it (shield), so drain()
+        # waits for it, before the caller closes the database under it.
+        self._writing: asyncio.Task[None] | None = None
 
     def put(self, outcome: Outcome) -> None:
         self._queue.put_nowait(outcome)
@@ -82,15 +87,26 @@ class Recorder:
                         pending.append(await self._queue.get())
                 except TimeoutError:
                     break
-            await asyncio.shield(self._write_until_done(pending))
+            self._writing = asyncio.ensure_future(self._write_until_done(pending))
+            await asyncio.shield(self._writing)
 
     async def drain(self) -> None:
-        """Write everything queued (used at shutdown)."""
+        """At shutdown, once run() is cancelled: finish the batch being written, then write
+        everything queued. What is not written within DRAIN_SECONDS each is left to its lease
+        (sent again); the write given up is cancelled and awaited, so its connection is back in
+        the pool, and closed with it, rather than left open under a disposed engine."""
+        writing, self._writing = self._writing, None
+        if writing is not None and not writing.done():
+            done, _ = await asyncio.wait({writing}, timeout=DRAIN_SECONDS)
+            if not done:
+                log.error("gave up writing a batch of outcomes at shutdown")
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
         pending: list[Outcome] = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
         if pending:
-            await self._write_until_done(pending, give_up_after=10.0)
+            await self._write_until_done(pending, give_up_after=DRAIN_SECONDS)
 
     async def _write_until_done(
         self, outcomes: list[Outcome], give_up_after: float | None = None
