@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -21,8 +20,6 @@ from sqlalchemy import text
 
 from hookstream.readiness import Readiness
 from hookstream.storage.database import Database
-
-log = logging.getLogger(__name__)
 
 # /readyz from the thread gives the database this long to answer.
 READY_CHECK_SECONDS = 5.0

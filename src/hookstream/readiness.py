@@ -9,13 +9,17 @@ A role stays ready once it was; its later trouble shows in metrics and logs
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 log = logging.getLogger("hookstream.ready")
 
-# How each role names itself in /readyz and in the readiness line.
+# How each role is named in the readiness line, and what it waits for until ready.
 ROLE_NAMES = {"api": "api", "worker": "delivery worker", "mqtt": "MQTT bridge"}
+WAITING_FOR = {
+    "api": "the HTTP server to listen",
+    "worker": "the first claim of due deliveries",
+    "mqtt": "the broker to acknowledge the bridge's subscriptions",
+}
 
 
 class Readiness:
@@ -24,13 +28,11 @@ class Readiness:
     def __init__(self) -> None:
         self._waiting: dict[str, str] = {}
         self._ready: list[str] = []
-        self._all = asyncio.Event()
 
-    def expect(self, role: str, waiting_for: str) -> None:
-        """``role`` will run in this process; until ready, /readyz names ``waiting_for``."""
+    def expect(self, role: str) -> None:
+        """``role`` will run in this process; until ready, /readyz names what it waits for."""
         if role not in self._ready:
-            self._waiting[role] = waiting_for
-            self._all.clear()
+            self._waiting[role] = WAITING_FOR[role]
 
     def ready(self, role: str) -> None:
         """``role`` does its work now; logs the readiness line once every role is ready."""
@@ -38,8 +40,7 @@ class Readiness:
             return
         self._ready.append(role)
         if not self._waiting:
-            log.info("hookstream ready: %s", ", ".join(ROLE_NAMES.get(r, r) for r in self._ready))
-            self._all.set()
+            log.info("hookstream ready: %s", ", ".join(ROLE_NAMES[r] for r in self._ready))
 
     @property
     def waiting(self) -> dict[str, str]:
@@ -50,7 +51,3 @@ class Readiness:
     def roles(self) -> dict[str, str]:
         """Every expected role and its state, ``ready`` or ``starting``."""
         return {**dict.fromkeys(self._ready, "ready"), **dict.fromkeys(self._waiting, "starting")}
-
-    async def wait(self) -> None:
-        """Until every expected role is ready."""
-        await self._all.wait()

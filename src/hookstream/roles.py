@@ -17,13 +17,6 @@ from hookstream.runtime import Runtime
 if TYPE_CHECKING:
     import uvicorn
 
-WAITING_FOR = {
-    "api": "the HTTP server to listen",
-    "worker": "the first claim of due deliveries",
-    "mqtt": "the broker to acknowledge the bridge's subscriptions",
-}
-
-
 def _uvicorn_server(runtime: Runtime, on_started: Callable[[], None]) -> uvicorn.Server:
     import uvicorn
 
@@ -65,7 +58,7 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
     settings, readiness = runtime.settings, runtime.readiness
     for role, on in (("api", api), ("worker", worker), ("mqtt", mqtt)):
         if on:
-            readiness.expect(role, WAITING_FOR[role])
+            readiness.expect(role)
     health = None
     if not api and settings.metrics_listen:
         from hookstream.health import HealthServer
