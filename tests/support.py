@@ -167,15 +167,19 @@ class Service:
     base_url: str
     client: httpx.AsyncClient
     worker: Worker | None
+    # Every organization's client, closed with the service even when a test fails early.
+    org_clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
 
     def org_client(self, api_key: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             base_url=self.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
         )
+        self.org_clients.append(client)
+        return client
 
     async def new_org(self, name: str = "Acme") -> Org:
         resp = await self.client.post(
@@ -262,9 +266,12 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
         await asyncio.sleep(0.01)  # poll interval
     base = f"http://127.0.0.1:{port}"
     client = httpx.AsyncClient(base_url=base, timeout=30)
+    service = Service(runtime, base, client, delivery)
     try:
-        yield Service(runtime, base, client, delivery)
+        yield service
     finally:
+        for org_client in service.org_clients:  # closing one already closed is a no-op
+            await org_client.aclose()
         await client.aclose()
         server.should_exit = True
         await asyncio.wait_for(api_task, 15)
