@@ -36,7 +36,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 
-from hookstream.deliver.signing import SignatureMismatch, verify
+from hookstream.pipeline.deliver.signing import SignatureMismatch, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MOSQUITTO = ROOT / "deploy" / "mosquitto"

@@ -22,11 +22,11 @@ import uvicorn
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
-from hookstream.app import create_app
-from hookstream.deliver.worker import Worker
-from hookstream.runtime import Runtime
+from hookstream.pipeline.worker import Worker
+from hookstream.services.runtime import Runtime
 from hookstream.settings import Settings
 from hookstream.storage import migrate
+from hookstream.web.app import create_app
 
 PG_ENV = "HOOKSTREAM_TEST_POSTGRESQL_URL"
 REQUIRE_ENV = "HOOKSTREAM_TEST_REQUIRE_SERVICES"

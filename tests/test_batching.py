@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.ingest.message import FIELDS
+from hookstream.pipeline.message import FIELDS
 from tests.support import Org, Received, eventually, running_receiver
 
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.ingest.message import FIELDS
+from hookstream.pipeline.message import FIELDS
 from tests.api_checks import error_of
 from tests.support import Org, Receiver, free_port, running_receiver
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from hookstream.console.users import LOCAL_EMAIL, ensure_local_user
-from hookstream.runtime import Runtime
+from hookstream.services.runtime import Runtime
+from hookstream.services.users import LOCAL_EMAIL, ensure_local_user
 from hookstream.settings import Settings
 from tests.console_support import browser, csrf_of, make_user, origin, sign_in
 from tests.support import (

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from hookstream.deliver.addresses import (
+from hookstream.pipeline.deliver.addresses import (
     REFUSED_V4,
     REFUSED_V6,
     IPAddress,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hookstream.queue.fairness import Due, Share, available_tokens, share
+from hookstream.pipeline.queue.fairness import Due, Share, available_tokens, share
 
 NOW = 1_700_000_000.0
 

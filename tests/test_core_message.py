@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from hookstream.ingest.message import MessageFormatError, parse_messages, to_body
+from hookstream.pipeline.message import MessageFormatError, parse_messages, to_body
 
 # The 15 fields of the vendor's document, in its order (000_bc422c0f525cc480.txt).
 DOCUMENT_FIELDS = [

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookstream.deliver.signing import SignatureMismatch, secret_key, sign, verify
-from hookstream.ingest.message import FIELDS, MessageFormatError, parse_messages, to_body
+from hookstream.pipeline.deliver.signing import SignatureMismatch, secret_key, sign, verify
+from hookstream.pipeline.message import FIELDS, MessageFormatError, parse_messages, to_body
 
 # Enough examples to find edge cases, few enough that the file runs in a few seconds.
 PROPERTY = settings(max_examples=200, deadline=None, database=None)

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from hookstream.deliver.retry import (
+from hookstream.pipeline.deliver.retry import (
     MAX_RETRY_AFTER,
     Answer,
     Decision,

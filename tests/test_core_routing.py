@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hookstream.route.routing import Trigger, connectors_for
+from hookstream.pipeline.route.routing import Trigger, connectors_for
 
 
 def trig(

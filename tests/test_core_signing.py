@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from hookstream.deliver.signing import InvalidSecret, new_secret, secret_key, sign
+from hookstream.pipeline.deliver.signing import InvalidSecret, new_secret, secret_key, sign
 
 BODY = b'{"deviceId":"dev-1","property":"temperature","timestamp":1700000000000,"payload":21.5}'
 

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from hookstream.ingest.message import FIELDS, parse_messages
-from hookstream.simulate_fleet import (
+from hookstream.pipeline.message import FIELDS, parse_messages
+from hookstream.tools.simulate_fleet import (
     BATTERY_LOW_PERCENT,
     CO2_HIGH_PPM,
     OVERLOAD_WATTS,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.deliver.retry import RetryPolicy
-from hookstream.deliver.signing import new_secret, secret_key
-from hookstream.deliver.webhook import Endpoint, auth_headers, join_url, webhook_headers
+from hookstream.pipeline.deliver.retry import RetryPolicy
+from hookstream.pipeline.deliver.signing import new_secret, secret_key
+from hookstream.pipeline.deliver.webhook import Endpoint, auth_headers, join_url, webhook_headers
 
 BODY = b'{"deviceId":"dev-1","property":"p","timestamp":1,"payload":1}'
 

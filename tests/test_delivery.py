@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.ingest.message import FIELDS
+from hookstream.pipeline.message import FIELDS
 from tests.support import Org, Received, Receiver, eventually, running_receiver
 
 

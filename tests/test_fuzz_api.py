@@ -43,9 +43,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from hookstream.app import create_app
-from hookstream.runtime import Runtime
+from hookstream.services import plugins
+from hookstream.services.runtime import Runtime
 from hookstream.settings import Settings
+from hookstream.web.app import create_app
 from tests.support import (
     ADMIN_KEY,
     Org,
@@ -69,7 +70,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 def _operations() -> list[str]:
     """Every operation of the schema (read at collection, so new routes are fuzzed too)."""
     # create_app only reads the settings until a request comes; the schema needs no database.
-    stand_in = cast(Runtime, SimpleNamespace(settings=base_settings("sqlite:///unused.db")))
+    stand_in = cast(Runtime, SimpleNamespace(settings=base_settings("sqlite:///unused.db"),
+                                             plugins=plugins.load()))
     paths = create_app(stand_in).openapi()["paths"]
     assert isinstance(paths, dict)
     return [f"{method.upper()} {path}" for path, ops in paths.items() for method in ops]

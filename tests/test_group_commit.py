@@ -19,16 +19,16 @@ async def test_concurrent_requests_share_commits_and_every_202_is_stored(
     gw = await org.gateway()
     con = await org.connector(receiver.url)
     await org.trigger(con["id"], ["values"], [gw["id"]])
-    committer = service.runtime.committer
-    commits, requests = committer.commits, committer.requests
+    intake = service.runtime.intake
+    commits, requests = intake.commits, intake.requests
     answers = await asyncio.gather(*(
         org.ingest(gw["ingestToken"], "values", [value(i), value(1000 + i)]) for i in range(60)
     ))
     assert [a.status_code for a in answers] == [202] * 60
     ids = [i for a in answers for i in a.json()["ids"]]
     assert len(set(ids)) == 120
-    assert committer.requests - requests == 60
-    assert committer.commits - commits < 60  # some requests shared a transaction
+    assert intake.requests - requests == 60
+    assert intake.commits - commits < 60  # some requests shared a transaction
     await receiver.wait_for(120)
     assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(ids)
     # Each request's messages keep their order and their own ids.

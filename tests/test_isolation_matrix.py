@@ -18,10 +18,10 @@ import httpx
 import pytest
 from aiohttp import web
 
-from hookstream.app import create_app
 from hookstream.ids import hash_key, new_id, new_key
-from hookstream.oauth.bearer import access_token
 from hookstream.storage.repository import Repository
+from hookstream.thermostat.oauth.bearer import access_token
+from hookstream.web.app import create_app
 from tests.api_checks import message
 from tests.console_support import (
     browser,

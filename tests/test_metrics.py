@@ -13,7 +13,7 @@ import httpx
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from hookstream.record.queue_sampler import QueueSampler
+from hookstream.pipeline.record.queue_sampler import QueueSampler
 from hookstream.settings import Settings
 from tests.support import (
     Org,

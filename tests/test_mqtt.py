@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.ingest.message import FIELDS
-from hookstream.ingest.mqtt import Bridge
+from hookstream.mqtt.bridge import Bridge
+from hookstream.pipeline.message import FIELDS
 from hookstream.settings import Settings
 from tests.conftest import unavailable
 from tests.mqtt_support import (
@@ -110,7 +110,7 @@ async def running_bridge(
     settings = service.settings.model_copy(
         update={"mqtt_url": broker.url(), "mqtt_client_id": client_id, **options}
     )
-    bridge = Bridge(settings, service.runtime.db, service.runtime.wakeup)
+    bridge = Bridge(settings, service.runtime.intake, service.runtime.wakeup)
     task = asyncio.create_task(bridge.run())
     try:
         # Ready once the broker acknowledged the subscriptions (what the bridge's /readyz says).
@@ -267,7 +267,7 @@ async def test_a_message_is_acknowledged_to_the_broker_only_once_it_is_stored(
         async def failed_twice() -> bool:  # the bridge has it and keeps failing to store it
             return sum("cannot store" in r.getMessage() for r in caplog.records) >= 2
 
-        with caplog.at_level("WARNING", logger="hookstream.ingest.mqtt"):
+        with caplog.at_level("WARNING", logger="hookstream.mqtt.bridge"):
             await eventually(failed_twice, what="the bridge to fail to store the message twice")
         assert bridge.stored == 0
     async with db.write() as conn:

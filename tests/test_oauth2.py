@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hookstream.ids import hash_key, now_ms
-from hookstream.oauth.bearer import AccessToken, access_token
 from hookstream.storage.repository import Repository
+from hookstream.thermostat.oauth.bearer import AccessToken, access_token
 from tests.console_support import (
     REDIRECT,
     Client,

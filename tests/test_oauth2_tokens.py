@@ -13,9 +13,9 @@ from urllib.parse import unquote_plus
 import pytest
 from aiohttp import web
 
-from hookstream.deliver.client import Sender
-from hookstream.deliver.oauth2 import TokenCache, TokenError
 from hookstream.errors import DeliveryError
+from hookstream.pipeline.deliver.client import Sender
+from hookstream.pipeline.deliver.oauth2 import TokenCache, TokenError
 from tests.support import free_port, free_socket
 
 

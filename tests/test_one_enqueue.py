@@ -1,4 +1,4 @@
-"""One owner for "enqueue a delivery": only ``hookstream.queue.enqueue`` creates deliveries.
+"""One owner for "enqueue a delivery": only ``pipeline.queue.enqueue`` creates deliveries.
 
 Every module under src/hookstream is read with ``ast`` (nothing is imported to look). A module
 creates deliveries when it
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from hookstream.api.logs import Status
-from hookstream.deliver.retry import Verdict
 from hookstream.kinds import KINDS
 from hookstream.models import GATEWAY_KINDS, DeliveryStatus, Kind
-from hookstream.queue.enqueue import due_count, plan_delivery, wake
-from hookstream.queue.wakeup import Wakeup
-from hookstream.record.replay import STATUSES
+from hookstream.pipeline.deliver.retry import Verdict
+from hookstream.pipeline.queue.enqueue import due_count, plan_delivery, wake
+from hookstream.pipeline.queue.wakeup import Wakeup
+from hookstream.pipeline.record.replay import STATUSES
 from hookstream.storage.tables import deliveries, messages
+from hookstream.web.api.logs import Status
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "hookstream"
-ENQUEUE = "queue/enqueue.py"
+ENQUEUE = "pipeline/queue/enqueue.py"
 # The statement (``insert_deliveries = insert(deliveries)``) and the repository method
 # (``def insert_deliveries`` running ``q.insert_deliveries``) are defined once, not used.
 STORAGE: dict[str, Counter[str]] = {
@@ -121,7 +121,7 @@ def test_only_the_enqueue_module_creates_deliveries() -> None:
         if Counter(what for _, what in hits) - STORAGE.get(path, Counter()):
             offenders[path] = hits
     assert offenders == {}, (
-        "only hookstream.queue.enqueue creates deliveries (plan_delivery, enqueue); "
+        "only hookstream.pipeline.queue.enqueue creates deliveries (plan_delivery, enqueue); "
         f"found elsewhere: {offenders}"
     )
 

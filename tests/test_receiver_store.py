@@ -19,8 +19,8 @@ import aiohttp
 import orjson
 import pytest
 
-from hookstream.deliver.signing import new_secret, secret_key, sign
-from hookstream.receiver import Tally, serve
+from hookstream.pipeline.deliver.signing import new_secret, secret_key, sign
+from hookstream.tools.receiver import Tally, serve
 from tests.support import free_port, free_socket, hookstream_cmd, spawn, wait_ready
 
 SECRET = new_secret()

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from hookstream.deliver.client import AttemptResult
-from hookstream.queue.claimer import Claimer
-from hookstream.record.recorder import Outcome, Recorder
+from hookstream.pipeline.deliver.client import AttemptResult
+from hookstream.pipeline.queue.claimer import Claimer
+from hookstream.pipeline.record.recorder import Outcome, Recorder
 from hookstream.settings import Settings
 from tests.support import Org, Received, Service, eventually, running_receiver, running_service
 

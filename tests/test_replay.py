@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-import hookstream.api.replay as replay_api
-from hookstream.api.common import rfc3339
-from hookstream.record.replay import replay_connector
+import hookstream.web.api.replay as replay_api
+from hookstream.pipeline.record.replay import replay_connector
 from hookstream.settings import Settings
+from hookstream.web.api.common import rfc3339
 from tests.api_checks import error_of
 from tests.support import (
     Org,

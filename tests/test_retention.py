@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from hookstream.ids import first_id_at, new_id
-from hookstream.record.retention import Purger
+from hookstream.pipeline.record.retention import Purger
 from hookstream.settings import Settings
 from hookstream.storage.repository import Repository
 from tests.api_checks import message
@@ -233,7 +233,7 @@ async def test_the_purge_works_in_batches_of_the_set_size(
 async def test_the_purger_keeps_running_through_database_errors(
     service: Service, org: Org, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="hookstream.record.retention")
+    caplog.set_level(logging.INFO, logger="hookstream.pipeline.record.retention")
     gw = await org.gateway()
     db = service.runtime.db
     async with db.write() as conn:  # a broken database: a table is missing

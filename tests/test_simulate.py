@@ -27,9 +27,9 @@ import pytest
 from rich.console import Console
 from standardwebhooks.webhooks import Webhook
 
-from hookstream.deliver.signing import new_secret
-from hookstream.ingest.message import FIELDS
-from hookstream.simulate import (
+from hookstream.pipeline.deliver.signing import new_secret
+from hookstream.pipeline.message import FIELDS
+from hookstream.tools.simulate import (
     Api,
     SimulateOptions,
     SimulationError,

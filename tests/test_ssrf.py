@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from hookstream.deliver.client import Sender
-from hookstream.deliver.retry import Answer, RetryPolicy, Verdict
 from hookstream.errors import ConfigurationError, TargetRefused
+from hookstream.pipeline.deliver.client import Sender
+from hookstream.pipeline.deliver.retry import Answer, RetryPolicy, Verdict
 from hookstream.settings import Settings, load_settings
 from tests.support import (
     Org,

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from hookstream.oauth.bearer import access_token
+from hookstream.thermostat.oauth.bearer import access_token
 from tests.console_support import (
     browser,
     csrf_of,

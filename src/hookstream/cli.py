@@ -68,7 +68,7 @@ async def _start(
     settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False
 ) -> None:
     from hookstream.roles import run_roles
-    from hookstream.runtime import Runtime
+    from hookstream.services.runtime import Runtime
     from hookstream.storage import migrate as migrations
 
     if migrate:
@@ -79,7 +79,7 @@ async def _start(
     try:
         local = None
         if api and migrate:  # serve: a fresh local trial gets a console user
-            from hookstream.console.users import ensure_local_user
+            from hookstream.services.users import ensure_local_user
 
             local = await ensure_local_user(runtime)
         _banner(runtime, api=api, worker=worker, mqtt=mqtt, local=local)
@@ -108,7 +108,7 @@ def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool, local: Any = N
         elif s.is_sqlite and console_file.exists():
             out.print(f"  sign in    see {console_file}", highlight=False)
     if mqtt and s.mqtt_url:
-        from hookstream.ingest.mqtt import BridgeConfig
+        from hookstream.mqtt.bridge import BridgeConfig
 
         out.print(f"  MQTT       {BridgeConfig.from_settings(s).describe()}", highlight=False)
     key_file = Path(s.data_dir) / "admin.key"
@@ -175,9 +175,9 @@ def migrate() -> None:
 @org_app.command("create")
 def org_create(name: Annotated[str, typer.Argument(help="The organization's name")]) -> None:
     """Create an organization; prints {"id","name","apiKey"} (the key is shown this once)."""
-    from hookstream.api.organizations import create_organization
-    from hookstream.runtime import Runtime
+    from hookstream.services.runtime import Runtime
     from hookstream.storage import migrate as migrations
+    from hookstream.web.api.organizations import create_organization
 
     if not name.strip() or len(name) > 200:
         err.print("[bold red]error:[/] NAME must be 1 to 200 characters", highlight=False)
@@ -222,9 +222,9 @@ def user_create(
     terminal). Prints {"id","orgId","email"}."""
     from rich.markup import escape
 
-    from hookstream.console.users import check_email, create_user
     from hookstream.errors import ApiError
     from hookstream.security.passwords import check_password_strength
+    from hookstream.services.users import check_email, create_user
     from hookstream.storage import migrate as migrations
     from hookstream.storage.database import Database, database_errors
 
@@ -286,8 +286,8 @@ def receive(
 
     It exits after --count webhooks, or on Ctrl-C or SIGTERM, printing how many it received.
     """
-    from hookstream.deliver.signing import InvalidSecret, secret_key
-    from hookstream.receiver import serve as serve_receiver
+    from hookstream.pipeline.deliver.signing import InvalidSecret, secret_key
+    from hookstream.tools.receiver import serve as serve_receiver
 
     if secret is not None:
         try:
@@ -332,8 +332,7 @@ def replay(
     directly, in batches of 1000, with no cap on the number of deliveries."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hookstream.api.common import parse_time
-    from hookstream.record.replay import (
+    from hookstream.pipeline.record.replay import (
         check_range,
         ensure_organization,
         parse_statuses,
@@ -341,6 +340,7 @@ def replay(
     )
     from hookstream.storage import migrate as migrations
     from hookstream.storage.database import Database, database_errors
+    from hookstream.web.api.common import parse_time
 
     try:
         since_ms = parse_time(since, "--since")
@@ -406,8 +406,8 @@ def secrets_rotate_key(
     """
     from rich.markup import escape
 
-    from hookstream.security.rekey import ColumnCount, UndecryptableValue, rotate_key
     from hookstream.security.secretbox import SecretBox, load_secrets_key
+    from hookstream.services.rekey import ColumnCount, UndecryptableValue, rotate_key
     from hookstream.storage import migrate as migrations
     from hookstream.storage.database import Database, database_errors
 
@@ -499,7 +499,7 @@ def simulate(
     """Simulate a fleet: N gateways of M devices sending values, events and alarms at a steady
     rate, over HTTP or MQTT; --setup first creates what they need (and a connector to a local
     receiver). Shows live counts and ends with a summary (accepted, refused, rates, latency)."""
-    from hookstream.simulate import SimulateOptions, run_simulation
+    from hookstream.tools.simulate import SimulateOptions, run_simulation
 
     if transport not in ("http", "mqtt"):
         err.print("[bold red]error:[/] --transport must be http or mqtt", highlight=False)

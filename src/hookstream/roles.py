@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from hookstream.runtime import Runtime
+from hookstream.services.runtime import Runtime
 
 if TYPE_CHECKING:
     import uvicorn
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _uvicorn_server(runtime: Runtime, on_started: Callable[[], None]) -> uvicorn.Server:
     import uvicorn
 
-    from hookstream.app import create_app
+    from hookstream.web.app import create_app
 
     class Server(uvicorn.Server):
         """uvicorn without its own signal handling (run_roles stops every role in order), and
@@ -61,7 +61,7 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
             readiness.expect(role)
     health = None
     if not api and settings.metrics_listen:
-        from hookstream.health import HealthServer
+        from hookstream.services.health import HealthServer
 
         health = HealthServer(settings.metrics_listen, runtime.db, readiness)
         health.start()
@@ -70,14 +70,14 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
     if server is not None:
         tasks["api"] = asyncio.create_task(server.serve())
     if mqtt:
-        from hookstream.ingest.mqtt import Bridge
+        from hookstream.mqtt.bridge import Bridge
 
-        bridge = Bridge(settings, runtime.db, runtime.wakeup,
+        bridge = Bridge(settings, runtime.intake, runtime.wakeup,
                         on_subscribed=lambda: readiness.ready("mqtt"))
         tasks["mqtt"] = asyncio.create_task(bridge.run())
     if worker:
-        from hookstream.deliver.worker import Worker
-        from hookstream.record.retention import Purger
+        from hookstream.pipeline.record.retention import Purger
+        from hookstream.pipeline.worker import Worker
 
         delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup,
                           on_ready=lambda: readiness.ready("worker"))
@@ -85,7 +85,7 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
         # Retention runs where workers run (every such process; they share the work).
         tasks["retention"] = asyncio.create_task(Purger(runtime.db, settings).run())
     if api or settings.metrics_listen:
-        from hookstream.record.queue_sampler import QueueSampler
+        from hookstream.pipeline.record.queue_sampler import QueueSampler
 
         tasks["metrics"] = asyncio.create_task(
             QueueSampler(runtime.db, settings.metrics_sample_seconds).run()

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
 
     # Ingest: an Idempotency-Key is honoured once within this window.
     idempotency_window_seconds: float = Field(default=86400.0, gt=0)
+    # The plug-ins to load, comma-separated ("" for none); unset: every installed one.
+    plugins: str | None = None
     # Retention: messages, deliveries and attempts older than this are purged (30 days),
     # in batches of retention_batch rows, every retention_interval seconds.
     retention_seconds: float = Field(default=30 * 86400.0, gt=0)
@@ -222,3 +224,10 @@ def load_settings(**overrides: Any) -> Settings:
             where = ".".join(str(p) for p in err["loc"]) or "settings"
             lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("; ".join(lines)) from exc
+
+
+def plugin_names(settings: Settings) -> list[str] | None:
+    """``HOOKSTREAM_PLUGINS`` as names, or None for every installed plug-in."""
+    if settings.plugins is None:
+        return None
+    return [name.strip() for name in settings.plugins.split(",") if name.strip()]

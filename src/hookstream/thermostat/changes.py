@@ -18,7 +18,7 @@ import orjson
 
 from hookstream.ids import new_id
 from hookstream.models import Kind
-from hookstream.queue.enqueue import enqueue, plan_delivery
+from hookstream.pipeline.queue.enqueue import enqueue, plan_delivery
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.state import (
     DEFAULT_MAPPING,

@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 
-from hookstream.deliver.attempt import attempt
-from hookstream.deliver.client import AttemptResult, Sender
-from hookstream.deliver.retry import RetryPolicy
-from hookstream.deliver.signing import new_secret, secret_key
-from hookstream.deliver.webhook import Endpoint
 from hookstream.ids import new_id, now_ms
-from hookstream.record.audit import audit
-from hookstream.runtime import Runtime
+from hookstream.pipeline.deliver.attempt import attempt
+from hookstream.pipeline.deliver.client import AttemptResult, Sender
+from hookstream.pipeline.deliver.retry import RetryPolicy
+from hookstream.pipeline.deliver.signing import new_secret, secret_key
+from hookstream.pipeline.deliver.webhook import Endpoint
+from hookstream.services.audit import audit
+from hookstream.services.runtime import Runtime
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import THERMOSTAT_KIND
 from hookstream.thermostat.state import validation_answered, validation_body

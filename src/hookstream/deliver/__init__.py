@@ -1,1 +1,0 @@
-"""Deliver: sign, authenticate and POST each delivery; decide what follows an attempt."""

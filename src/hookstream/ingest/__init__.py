@@ -1,1 +1,0 @@
-"""Ingest: gateways' messages accepted, validated and stored with their deliveries."""

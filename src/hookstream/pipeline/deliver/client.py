@@ -1,0 +1,238 @@
+"""The HTTP client adapter: POSTs a webhook with aiohttp and reports what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
+from hookstream.pipeline.deliver.addresses import REFUSED_HINT, IPNetwork, TargetPolicy
+from hookstream.pipeline.deliver.retry import ABORT_HEADER_VALUE
+
+if TYPE_CHECKING:
+    from hookstream.settings import Settings
+
+RESPONSE_EXCERPT = 1024
+_DRAIN_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One POST's outcome: a status (when the receiver answered) or an error."""
+
+    started_at: float
+    duration_ms: int
+    status_code: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+    retry_after: str | None = None
+    abort: bool = False  # the receiver answered webhook-delivery: abort-message
+    refused: bool = False  # the target is one outgoing requests may not reach (TargetRefused)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves names and drops addresses outgoing requests may not reach.
+
+    Connecting to the address checked here (not a second lookup) is what defeats DNS
+    rebinding.
+    """
+
+    def __init__(self, policy: TargetPolicy, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed, refused = [], []
+        for r in results:
+            why = self._policy.address_refusal(r["host"])
+            if why is None:
+                allowed.append(r)
+            else:
+                refused.append(f"{r['host']}: {why}")
+        if not allowed:
+            raise TargetRefused(
+                f"{host} resolves only to refused addresses ({'; '.join(refused) or 'none'}); "
+                + REFUSED_HINT
+            )
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Sender:
+    """Holds one aiohttp session (connection pool) for every delivery of a worker."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        connect_timeout: float,
+        total_timeout: float,
+        max_connections: int,
+        allowed_networks: Iterable[IPNetwork | str] = (),
+        https_only: bool = False,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        """``resolver`` replaces the system's DNS lookups (tests); its answers are guarded."""
+        networks = tuple(ipaddress.ip_network(n) for n in allowed_networks)
+        self.policy = TargetPolicy(allow_private, networks, https_only)
+        self._timeout = aiohttp.ClientTimeout(
+            total=total_timeout, sock_connect=connect_timeout, connect=connect_timeout
+        )
+        self._connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            resolver=GuardedResolver(self.policy, resolver),
+            ttl_dns_cache=10,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=self._connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, max_connections: int, resolver: AbstractResolver | None = None
+    ) -> Sender:
+        """A sender with the deployment's timeouts and target rules."""
+        return cls(
+            allow_private=settings.allow_private_targets,
+            allowed_networks=settings.allowed_target_networks,
+            https_only=settings.https_only,
+            connect_timeout=settings.connect_timeout,
+            total_timeout=settings.request_timeout,
+            max_connections=max_connections,
+            resolver=resolver,
+        )
+
+    def check_target(self, url: str) -> None:
+        """Refuse a URL by its scheme or IP-literal host; names are checked by the resolver.
+
+        aiohttp connects to an IP-literal host without asking the resolver, so this check is
+        the only one such a URL gets.
+        """
+        why = self.policy.url_refusal(url)
+        if why is not None:
+            raise TargetRefused(why)
+
+    def timeout(self, connect: float | None, total: float | None) -> aiohttp.ClientTimeout:
+        """A connector's own timeouts, falling back to the deployment's."""
+        if connect is None and total is None:
+            return self._timeout
+        connect = connect or self._timeout.connect
+        return aiohttp.ClientTimeout(
+            total=total or self._timeout.total, connect=connect, sock_connect=connect
+        )
+
+    async def post(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> AttemptResult:
+        started = time.time()
+        t0 = time.perf_counter()
+
+        def done(**kw: Any) -> AttemptResult:
+            return AttemptResult(
+                started_at=started, duration_ms=int((time.perf_counter() - t0) * 1000), **kw
+            )
+
+        try:
+            self.check_target(url)
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False,
+                timeout=timeout or self._timeout,
+            ) as resp:
+                excerpt = await resp.content.read(RESPONSE_EXCERPT)
+                # Finish small bodies so the connection can be reused.
+                if not resp.content.at_eof():
+                    await resp.content.read(_DRAIN_LIMIT)
+                return done(
+                    status_code=resp.status,
+                    # PostgreSQL's text refuses NUL; the excerpt is for people anyway.
+                    response_body=excerpt.decode("utf-8", "replace").replace("\x00", "\ufffd")
+                    or None,
+                    retry_after=resp.headers.get("Retry-After"),
+                    abort=resp.headers.get("webhook-delivery", "").strip().lower()
+                    == ABORT_HEADER_VALUE,
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
+            # A refused target is not worth retrying: the policy gives up on it at once.
+            return done(error=describe_error(exc),
+                        refused=isinstance(map_error(exc), TargetRefused))
+
+    async def post_form(
+        self, url: str, form: dict[str, str], basic: tuple[str, str], limit: int = 64 * 1024
+    ) -> tuple[int, bytes]:
+        """POST a form (an OAuth2 token request); the status and up to ``limit`` bytes of body.
+
+        Failures raise the most specific DeliveryError.
+        """
+        try:
+            self.check_target(url)
+            # RFC 6749 2.3.1: client id and secret are form-encoded, then HTTP Basic.
+            pair = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
+            headers = {
+                "Accept": "application/json",
+                "Authorization": "Basic " + base64.b64encode(pair).decode(),
+            }
+            async with self._session.post(
+                url, data=form, headers=headers, allow_redirects=False
+            ) as resp:
+                return resp.status, await resp.content.read(limit)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to the most specific DeliveryError
+            raise map_error(exc) from exc
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, stable description of a client failure for the attempt log."""
+    mapped = map_error(exc)
+    return f"{type(mapped).__name__.rstrip('_')}: {mapped}"
+
+
+def map_error(exc: BaseException) -> DeliveryError:
+    """The most specific DeliveryError for an aiohttp or OS error (original in __cause__)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, TargetRefused):
+            return cause
+        cause = cause.__cause__
+    mapped: DeliveryError
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        mapped = TimeoutError_("no complete answer within the timeout")
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        mapped = ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+    elif isinstance(exc, aiohttp.ClientError | OSError):
+        mapped = ConnectError(str(exc) or type(exc).__name__)
+    else:
+        mapped = DeliveryError(str(exc) or type(exc).__name__)
+    mapped.__cause__ = exc
+    return mapped

@@ -1,0 +1,234 @@
+"""Batched writes of attempt outcomes: one transaction for many deliveries.
+
+A worker hands each outcome to ``Recorder.put``; the recorder writes what has gathered
+every ``flush_ms`` or every ``batch`` outcomes. The write runs under ``asyncio.shield`` and
+is retried until it succeeds, so neither a cancellation nor a database hiccup loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hookstream.ids import new_id
+from hookstream.models import DeliveryStatus
+from hookstream.pipeline.deliver.client import AttemptResult
+from hookstream.pipeline.record.alerts import AlertEvent, enqueue_alerts
+from hookstream.storage.database import Database, database_away
+from hookstream.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+# Failures of one batch, the database answering, before its outcomes are written one by one.
+BAD_BATCH_TRIES = 3
+# At shutdown, what is being written and what is queued each get this long.
+DRAIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one leased delivery.
+
+    ``status`` is ``delivered``, ``pending`` (retry at ``next_attempt_at``), ``failed``, or
+    ``release`` (not attempted: give the lease back, held).
+    """
+
+    delivery_id: str
+    lease_id: str
+    status: str
+    attempt: int
+    next_attempt_at: int
+    result: AttemptResult | None
+    connector_id: str = ""
+    message_id: str = ""
+    reason: str | None = None  # why it failed or was held (policy's words)
+    deactivate: bool = False  # this answer switches the connector off (410 Gone)
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch: int,
+        flush_ms: float,
+        on_retry_scheduled: Callable[[int], None] | None = None,
+        on_written: Callable[[], None] | None = None,
+        deactivate_after_failing_ms: int = 5 * 86400 * 1000,
+    ) -> None:
+        self._db = db
+        self._deactivate_after_ms = deactivate_after_failing_ms
+        self._on_retry_scheduled = on_retry_scheduled
+        self._on_written = on_written
+        self._batch = batch
+        self._flush_s = flush_ms / 1000
+        self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        # The batch being written: cancelling run() does not cancel it (shield), so drain()
+        # waits for it, before the caller closes the database under it.
+        self._writing: asyncio.Task[None] | None = None
+
+    def put(self, outcome: Outcome) -> None:
+        self._queue.put_nowait(outcome)
+
+    async def run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            pending = [first]
+            deadline = time.monotonic() + self._flush_s
+            while len(pending) < self._batch:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:  # asyncio.timeout: wait_for can swallow a cancellation on Python 3.11
+                    async with asyncio.timeout(timeout):
+                        pending.append(await self._queue.get())
+                except TimeoutError:
+                    break
+            self._writing = asyncio.ensure_future(self._write_until_done(pending))
+            await asyncio.shield(self._writing)
+
+    async def drain(self) -> None:
+        """At shutdown, once run() is cancelled: finish the batch being written, then write
+        everything queued. What is not written within DRAIN_SECONDS each is left to its lease
+        (sent again); the write given up is cancelled and awaited, so its connection is back in
+        the pool, and closed with it, rather than left open under a disposed engine."""
+        writing, self._writing = self._writing, None
+        if writing is not None and not writing.done():
+            done, _ = await asyncio.wait({writing}, timeout=DRAIN_SECONDS)
+            if not done:
+                log.error("gave up writing a batch of outcomes at shutdown")
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+        pending: list[Outcome] = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        if pending:
+            await self._write_until_done(pending, give_up_after=DRAIN_SECONDS)
+
+    async def _write_until_done(
+        self, outcomes: list[Outcome], give_up_after: float | None = None
+    ) -> None:
+        delay = 0.1
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        failures = 0
+        while True:
+            try:
+                await self._write(outcomes)
+                break
+            except Exception as exc:  # noqa: BLE001 - keep the batch; the database may come back
+                log.exception("writing %d delivery outcomes failed; retrying", len(outcomes))
+                failures += 1
+                if not database_away(exc) and failures >= BAD_BATCH_TRIES:
+                    # The database answers but refuses this batch: one bad outcome must not
+                    # stop every other. Alone, a bad one is dropped: its lease runs out and
+                    # its delivery is sent again.
+                    if len(outcomes) > 1:
+                        for outcome in outcomes:
+                            await self._write_until_done([outcome], give_up_after)
+                        return
+                    log.error("dropped the outcome of delivery %s (%s); it is sent again when "
+                              "its lease runs out", outcomes[0].delivery_id, exc,
+                              extra={"delivery_id": outcomes[0].delivery_id})
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    # Shutting down: the leases run out and these deliveries are retried.
+                    log.error("gave up writing %d outcomes at shutdown", len(outcomes))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if self._on_written is not None:
+            self._on_written()
+        if self._on_retry_scheduled is not None:
+            due = [o.next_attempt_at for o in outcomes if o.status == DeliveryStatus.PENDING]
+            if due:
+                self._on_retry_scheduled(min(due))
+
+    async def _write(self, outcomes: list[Outcome]) -> None:
+        now = int(time.time() * 1000)
+        attempts, delivered, not_delivered, released = [], [], [], []
+        for o in outcomes:
+            r = o.result
+            if r is None:
+                released.append({"b_id": o.delivery_id, "b_lease_id": o.lease_id, "b_now": now})
+                continue
+            attempts.append({
+                "id": new_id("att"),
+                "delivery_id": o.delivery_id,
+                "number": o.attempt,
+                "started_at": int(r.started_at * 1000),
+                "duration_ms": r.duration_ms,
+                "status_code": r.status_code,
+                "response_body": r.response_body,
+                "error": r.error,
+            })
+            row = {
+                "b_id": o.delivery_id,
+                "b_lease_id": o.lease_id,
+                "b_attempts": o.attempt,
+                "b_status_code": r.status_code,
+                "b_now": now,
+            }
+            if o.status == DeliveryStatus.DELIVERED:
+                delivered.append(row)
+            else:
+                error = r.error or (f"HTTP {r.status_code}" if r.status_code else None)
+                if o.reason and o.status != DeliveryStatus.PENDING:
+                    error = f"{error}; {o.reason}" if error else o.reason
+                row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
+                not_delivered.append(row)
+        async with self._db.write() as conn:
+            repo = Repository(conn)
+            await repo.insert_attempts(attempts)
+            await repo.record_delivered(delivered)
+            await repo.record_not_delivered(not_delivered)
+            await repo.release_deliveries(released)
+            alerts = await self._connector_health(repo, outcomes, now)
+            alerts += [
+                AlertEvent("delivery.failed", o.connector_id, {
+                    "deliveryId": o.delivery_id, "messageId": o.message_id,
+                    "attempts": o.attempt, "reason": o.reason,
+                })
+                for o in outcomes if o.status == DeliveryStatus.FAILED and o.connector_id
+            ]
+            await enqueue_alerts(repo, alerts, now)
+
+    async def _connector_health(
+        self, repo: Repository, outcomes: list[Outcome], now: int
+    ) -> list[AlertEvent]:
+        """Track since when a connector's every attempt failed; switch off the ones failing
+        for too long, and those whose receiver answered 410 Gone (holding their queue)."""
+        succeeded: set[str] = set()
+        first_failure: dict[str, int] = {}
+        gone: dict[str, str] = {}
+        for o in outcomes:
+            if o.result is None or not o.connector_id:
+                continue
+            if o.result.succeeded:
+                succeeded.add(o.connector_id)
+            else:
+                started = int(o.result.started_at * 1000)
+                first_failure[o.connector_id] = min(first_failure.get(o.connector_id, started),
+                                                    started)
+            if o.deactivate:
+                gone[o.connector_id] = o.reason or "switched off by the receiver's answer"
+        await repo.connector_succeeded([{"b_id": c} for c in succeeded])
+        failed_only = {c: t for c, t in first_failure.items() if c not in succeeded}
+        await repo.connector_failed([{"b_id": c, "b_since": t} for c, t in failed_only.items()])
+        if failed_only:
+            cutoff = now - self._deactivate_after_ms
+            for row in await repo.failing_since_before(list(failed_only), cutoff):
+                days = (now - row.failing_since) / 86_400_000
+                gone.setdefault(
+                    row.id, f"every attempt failed for {days:.2g} days; switched off"
+                )
+        alerts = []
+        for connector_id, reason in gone.items():
+            if await repo.deactivate_connector(connector_id, reason, now):
+                await repo.hold_deliveries(connector_id, now)
+                log.warning("connector %s switched off: %s", connector_id, reason)
+                alerts.append(AlertEvent("connector.deactivated", connector_id,
+                                         {"reason": reason}))
+        return alerts

@@ -1,1 +1,0 @@
-"""Queue: due deliveries claimed under a lease, and the hints that wake the claimer."""

@@ -1,1 +1,0 @@
-"""Record: attempts and delivery outcomes written back in batches."""

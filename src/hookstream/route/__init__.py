@@ -1,1 +1,0 @@
-"""Route: which connectors a message goes to."""

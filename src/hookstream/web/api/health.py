@@ -1,0 +1,33 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hookstream.services.health import readiness_report
+from hookstream.web.api.common import RuntimeDep
+from hookstream.web.api.responses import JSON
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", response_model=None,
+    summary="The database answers and every role of the process is ready (503 until then)",
+)
+async def readyz(rt: RuntimeDep) -> dict[str, Any] | JSON:
+    status, body = await readiness_report(rt.db, rt.readiness)
+    return body if status == 200 else JSON(body, status_code=status)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

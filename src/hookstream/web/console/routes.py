@@ -1,0 +1,11 @@
+"""Every route of the console's core, in one router (plug-ins add their pages)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hookstream.web.console import connectors, logs, overview, pages, web
+
+router = APIRouter(include_in_schema=False)
+for module in (pages, web, overview, connectors, logs):
+    router.include_router(module.router)
