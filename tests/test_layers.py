@@ -51,6 +51,27 @@ STAGES: dict[str, set[str]] = {
 APART: dict[str, set[frozenset[str]]] = {
     "web": {frozenset({"api", "console"})},
 }
+# Known debt, to be paid by the service layer (issue 14's next step): these console pages
+# still call the API's handlers and read their forms helpers. Listed exactly: a new one fails
+# the check, and one that is gone must leave this list (test_the_debt_list_is_current).
+DEBT: frozenset[tuple[str, str]] = frozenset({
+    ("hookstream.web.console.connectors", "hookstream.web.api"),
+    ("hookstream.web.console.logs", "hookstream.web.api"),
+    ("hookstream.web.console.overview", "hookstream.web.api"),
+    ("hookstream.web.console.connectors", "hookstream.web.api.connectors"),
+    ("hookstream.web.console.connectors", "hookstream.web.api.logs"),
+    ("hookstream.web.console.connectors", "hookstream.web.api.replay"),
+    ("hookstream.web.console.connectors", "hookstream.web.api.schemas"),
+    ("hookstream.web.console.logs", "hookstream.web.api.logs"),
+    ("hookstream.web.console.logs", "hookstream.web.api.replay"),
+    ("hookstream.web.console.overview", "hookstream.web.api.connectors"),
+    ("hookstream.web.console.overview", "hookstream.web.api.gateways"),
+    ("hookstream.web.console.overview", "hookstream.web.api.logs"),
+    ("hookstream.web.console.overview", "hookstream.web.api.schemas"),
+    ("hookstream.web.console.pages", "hookstream.web.api.forms"),
+    ("hookstream.web.console.web", "hookstream.web.api.common"),
+    ("hookstream.web.console.web", "hookstream.web.api.forms"),
+})
 
 
 def module_name(path: Path) -> str:
@@ -108,7 +129,8 @@ def violation(importer: str, imported: str) -> str | None:
     return None
 
 
-def all_violations(root: Path = SRC) -> list[str]:
+def all_violations(root: Path = SRC) -> list[tuple[str, str, str]]:
+    """(importer, imported, where and why) of every import that runs up a layer."""
     problems = []
     for path in sorted(root.rglob("*.py")):
         importer = module_name(path)
@@ -117,13 +139,20 @@ def all_violations(root: Path = SRC) -> list[str]:
                 continue
             why = violation(importer, imported)
             if why:
-                problems.append(f"{path.relative_to(SRC.parent)}:{line}: {why}")
+                problems.append(
+                    (importer, imported, f"{path.relative_to(SRC.parent)}:{line}: {why}"))
     return sorted(set(problems))
 
 
 def test_no_module_imports_a_layer_above_it() -> None:
-    problems = all_violations()
+    problems = [where for a, b, where in all_violations() if (a, b) not in DEBT]
     assert not problems, "imports that run up a layer:\n" + "\n".join(problems)
+
+
+def test_the_debt_list_is_current() -> None:
+    """Every pair in DEBT is still a violation: what was paid leaves the list."""
+    found = {(a, b) for a, b, _ in all_violations()}
+    assert DEBT - found == set(), "paid: remove these from DEBT"
 
 
 def test_every_top_level_module_is_in_a_layer() -> None:

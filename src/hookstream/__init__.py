@@ -1,14 +1,27 @@
 """hookstream: what IoT gateways report, delivered to your web servers as signed webhooks.
 
-The flow is visible in the package layout::
+The layers, lowest first; a module imports its own layer and those below it, never one above
+(``tests/test_layers.py`` reads every import with ``ast`` and fails on one that runs up)::
 
-    ingest/   accept a gateway's messages (HTTP) and validate the datastream format
-    route/    decide which connectors a message goes to
-    queue/    claim due deliveries with a lease; wake-up hints
-    deliver/  sign, authenticate and POST; the retry policy; the outgoing-address guard
-    record/   write attempts and delivery outcomes back in batches
-    api/      the management API (organizations, gateways, connectors, triggers, logs)
-    storage/  the database: tables, named queries, repository, migrations
+    composition  cli, roles, __main__   what a command starts; plug-ins loaded by entry point
+    plug-ins     thermostat/            the thermostat cloud: plants, Smarther API, OAuth2
+                                        server, an intake hook; mounted, never imported below
+    adapters     web/                   the app, the API routers (web/api), the console
+                 mqtt/                  the MQTT bridge (gateways publish here)
+                 tools/                 simulate, the fleet simulator, the webhook receiver
+    services     services/              runtime, plug-in loading, audit, health, users, rekey
+    pipeline     pipeline/              the flow a message takes:
+                   message.py             the datastream message format
+                   ingest/                one intake (group commit, idempotency, hooks); auth
+                   route/                 which connectors a message goes to
+                   queue/                 one enqueue; claim with a lease; fairness; wake-up
+                   deliver/               sign, authenticate, POST; retry policy; address guard
+                   record/                attempts and outcomes in batches; alerts, replay,
+                                          retention, queue sampling
+                   worker.py              claim -> deliver -> record
+    storage      storage/, security/    tables, named queries, repository, migrations;
+                                        passwords, the secret box, rate limits
+    foundation   errors, models, kinds, ids, settings, logs, metrics, readiness
 """
 
 from __future__ import annotations
