@@ -51,6 +51,7 @@ from hookstream.pipeline.message import (
     DEFAULT_LIMITS,
     KINDS,
     MAX_BODY_BYTES,
+    MalformedJson,
     MessageFormatError,
     MessageLimits,
     parse_messages,
@@ -182,9 +183,9 @@ def check_payload(
         return Refusal("too_large", f"the payload is larger than {MAX_BODY_BYTES} bytes")
     try:
         messages, _ = parse_messages(payload, limits)
+    except MalformedJson as exc:
+        return Refusal("malformed_json", exc.message)
     except MessageFormatError as exc:
-        if exc.message.startswith("body is not valid JSON"):
-            return Refusal("malformed_json", exc.message)
         return Refusal("invalid_message", exc.message, exc.details or None)
     return list(messages)
 

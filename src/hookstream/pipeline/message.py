@@ -88,6 +88,10 @@ class MessageFormatError(ValueError):
         self.details = details or []
 
 
+class MalformedJson(MessageFormatError):
+    """A body that is not JSON at all (transports answer it apart: 400, ``malformed_json``)."""
+
+
 def _describe(err: Any, index: int | None) -> dict[str, Any]:
     loc = [str(p) for p in err["loc"]]
     field = ".".join(loc)
@@ -165,7 +169,7 @@ def parse_messages(
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MessageFormatError(f"body is not valid JSON: {exc}") from exc
+        raise MalformedJson(f"body is not valid JSON: {exc}") from exc
     if isinstance(data, dict):
         items, is_batch = [data], False
     elif isinstance(data, list):

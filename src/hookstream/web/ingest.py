@@ -17,7 +17,13 @@ from hookstream.errors import (
 from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
 from hookstream.pipeline.ingest import idempotency
 from hookstream.pipeline.ingest.intake import Idempotency, Submission
-from hookstream.pipeline.message import MAX_BODY_BYTES, Kind, MessageFormatError, parse_messages
+from hookstream.pipeline.message import (
+    MAX_BODY_BYTES,
+    Kind,
+    MalformedJson,
+    MessageFormatError,
+    parse_messages,
+)
 from hookstream.pipeline.queue.enqueue import wake
 from hookstream.web.api.common import RuntimeDep, bearer
 from hookstream.web.api.responses import JSON
@@ -125,10 +131,11 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
             return _answered(answer)
     try:
         messages, _ = parse_messages(raw, rt.message_limits)
+    except MalformedJson as exc:
+        INGEST_REJECTED.labels("invalid").inc()
+        raise BadRequest(exc.message, code="malformed_json") from None
     except MessageFormatError as exc:
         INGEST_REJECTED.labels("invalid").inc()
-        if exc.message.startswith("body is not valid JSON"):
-            raise BadRequest(exc.message, code="malformed_json") from None
         raise ValidationFailed(exc.message, details=exc.details or None) from None
     claim = Idempotency(key, digest, window) if key is not None else None
     answer = (await rt.intake.store(Submission(
