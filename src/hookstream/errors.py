@@ -16,11 +16,21 @@ original kept in ``__cause__``::
     │   ├── PayloadTooLarge (413)
     │   ├── ValidationFailed (422)
     │   └── TooManyRequests (429)   with Retry-After
-    └── DeliveryError               one attempt to reach a receiver failed
-        ├── TargetRefused           the address is not allowed (private network)
-        ├── ConnectError            could not connect (DNS, refused, TLS)
-        ├── TimeoutError_           no complete answer within the timeout
-        └── ResponseError           the receiver answered, not with 2xx
+    ├── DeliveryError               one attempt to reach a receiver failed
+    │   ├── TargetRefused           the address is not allowed (private network)
+    │   ├── ConnectError            could not connect (DNS, refused, TLS)
+    │   ├── TimeoutError_           no complete answer within the timeout
+    │   └── ResponseError           the receiver answered, not with 2xx
+    └── InvalidInput                input the core refuses, whatever carried it (also a
+        │                           ValueError); each transport maps it to its answer
+        ├── MessageFormatError      not one valid datastream message or an array of them
+        │   └── MalformedJson       not JSON at all
+        ├── InvalidSecret           a signing secret that is not whsec_ + base64
+        ├── SignatureMismatch       a received webhook that does not verify
+        └── FormError               a form body this server does not read
+
+Plug-ins derive their own errors from HookstreamError (the thermostat cloud's CommandError and
+ModuleGone live in ``thermostat.state`` and ``thermostat.changes``).
 """
 
 from __future__ import annotations
@@ -134,3 +144,32 @@ class TimeoutError_(DeliveryError):  # noqa: N801 - the builtin name is taken
 
 class ResponseError(DeliveryError):
     """The receiver answered with a status that is not 2xx."""
+
+
+class InvalidInput(HookstreamError, ValueError):
+    """Input the core refuses; transports answer it (HTTP 400/422, an MQTT refusal, a CLI exit)."""
+
+
+class MessageFormatError(InvalidInput):
+    """A body that is not one valid message or an array of them; ``details`` lists why."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class MalformedJson(MessageFormatError):
+    """A body that is not JSON at all (answered apart: 400, ``malformed_json``)."""
+
+
+class InvalidSecret(InvalidInput):
+    """A signing secret that is not ``whsec_`` + base64 of 24 to 64 bytes."""
+
+
+class SignatureMismatch(InvalidInput):
+    """A webhook whose signature, id or timestamp does not check out."""
+
+
+class FormError(InvalidInput):
+    """The body is not a form this server reads (type, size, encoding)."""

@@ -17,6 +17,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 # Re-exported: the message format is where callers look for them.
+from hookstream.errors import MalformedJson as MalformedJson
+from hookstream.errors import MessageFormatError as MessageFormatError
 from hookstream.kinds import KINDS as KINDS
 from hookstream.kinds import Kind as Kind
 
@@ -77,19 +79,6 @@ class DatastreamMessage(BaseModel):
         if value is None:
             raise ValueError("payload must not be null")
         return value
-
-
-class MessageFormatError(ValueError):
-    """A body that is not one valid message or an array of them; ``details`` lists why."""
-
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or []
-
-
-class MalformedJson(MessageFormatError):
-    """A body that is not JSON at all (transports answer it apart: 400, ``malformed_json``)."""
 
 
 def _describe(err: Any, index: int | None) -> dict[str, Any]:

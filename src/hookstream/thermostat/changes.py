@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from hookstream.errors import HookstreamError
 from hookstream.ids import new_id
 from hookstream.models import Kind
 from hookstream.pipeline.queue.enqueue import enqueue, plan_delivery
@@ -31,7 +32,7 @@ THERMOSTAT_KIND: str = Kind.THERMOSTAT.value
 _ATTEMPTS = 10
 
 
-class ModuleGone(Exception):
+class ModuleGone(HookstreamError):
     """The module was deleted while it was being changed."""
 
 

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from hookstream.errors import HookstreamError
+
 FUNCTIONS = ("HEATING", "COOLING")
 MODES = ("AUTOMATIC", "MANUAL", "BOOST", "OFF", "PROTECTION")
 LOAD_STATES = ("ACTIVE", "INACTIVE")
@@ -51,7 +53,7 @@ _LOAD_ON = frozenset({"1", "on", "active", "true"})
 _LOAD_OFF = frozenset({"0", "off", "inactive", "false"})
 
 
-class CommandError(Exception):
+class CommandError(HookstreamError):
     """A command or setting the API refuses; ``field`` names the offending input when known."""
 
     def __init__(self, message: str, field: str | None = None) -> None:

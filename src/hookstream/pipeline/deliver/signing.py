@@ -12,13 +12,12 @@ import binascii
 import hmac
 import secrets
 
+from hookstream.errors import InvalidSecret as InvalidSecret
+from hookstream.errors import SignatureMismatch as SignatureMismatch
+
 PREFIX = "whsec_"
 MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
-
-
-class InvalidSecret(ValueError):
-    """A signing secret that is not ``whsec_`` + base64 of 24 to 64 bytes."""
 
 
 def new_secret() -> str:
@@ -48,10 +47,6 @@ def sign(keys: list[bytes], webhook_id: str, timestamp: int, body: bytes) -> str
     return " ".join(
         "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode() for key in keys
     )
-
-
-class SignatureMismatch(ValueError):
-    """A webhook whose signature, id or timestamp does not check out."""
 
 
 def verify(

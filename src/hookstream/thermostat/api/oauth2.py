@@ -29,7 +29,6 @@ from hookstream.storage.repository import Repository
 from hookstream.thermostat.oauth import SCOPES
 from hookstream.thermostat.oauth.server import AuthorizationServer, GrantUser, Params
 from hookstream.thermostat.oauth.server import Request as OAuthRequest
-from hookstream.web.api.forms import FORM_TYPE, FormError, first, read_form
 from hookstream.web.api.responses import JSON
 from hookstream.web.console.pages import (
     message_page,
@@ -44,6 +43,7 @@ from hookstream.web.console.sessions import (
     check_origin,
     current_user,
 )
+from hookstream.web.forms import FORM_TYPE, FormError, first, read_form
 
 log = logging.getLogger(__name__)
 

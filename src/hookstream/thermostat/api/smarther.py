@@ -44,10 +44,11 @@ from hookstream.thermostat.subscriptions import (
     new_signing_secret,
     validate_endpoint,
 )
-from hookstream.web.api.common import RuntimeDep, reject_nul_params
+from hookstream.web.api.common import RuntimeDep
 from hookstream.web.api.responses import JSON
 from hookstream.web.api.schemas import check_http_url
 from hookstream.web.api.targets import target_refusal
+from hookstream.web.params import reject_nul_params
 
 router = APIRouter(prefix="/smarther/v2.0", tags=["smarther"])
 

@@ -17,6 +17,7 @@ from hookstream.ids import hash_key, now_ms
 from hookstream.services.audit import set_actor
 from hookstream.services.runtime import Runtime
 from hookstream.storage.repository import Repository
+from hookstream.web.params import reject_nul_params
 
 
 def runtime(request: Request) -> Runtime:
@@ -39,20 +40,6 @@ async def require_admin(request: Request, rt: RuntimeDep) -> None:
     if not hmac.compare_digest(hash_key(bearer(request)), rt.admin_key_hash):
         raise Unauthorized("this needs the admin key")
     set_actor("admin")
-
-
-def reject_nul_params(request: Request) -> None:
-    """422 for a path or query parameter holding a NUL character.
-
-    No id, device id or kind can contain one, and PostgreSQL refuses it in any text
-    parameter, so without this check such a request would end in a 500 there."""
-    for where, params in (("path", request.path_params), ("query", request.query_params)):
-        for name, value in params.items():
-            if isinstance(value, str) and "\x00" in value:
-                raise ValidationFailed(
-                    f"'{name}' must not contain NUL characters",
-                    details=[{"field": name, "message": f"NUL character in the {where}"}],
-                )
 
 
 async def require_org(request: Request, rt: RuntimeDep) -> str:

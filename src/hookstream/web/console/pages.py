@@ -23,7 +23,6 @@ from hookstream.security.passwords import MAX_LENGTH, dummy_hash, verify_passwor
 from hookstream.services.runtime import Runtime
 from hookstream.services.users import EMAIL_MAX, normalize_email
 from hookstream.storage.repository import Repository
-from hookstream.web.api.forms import FormError, first, read_form
 from hookstream.web.console.sessions import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -38,6 +37,7 @@ from hookstream.web.console.sessions import (
     start_session,
     well_formed,
 )
+from hookstream.web.forms import FormError, first, read_form
 
 router = APIRouter(include_in_schema=False)
 

@@ -31,8 +31,6 @@ from hookstream.pipeline.message import Kind
 from hookstream.services.audit import set_actor
 from hookstream.services.runtime import Runtime
 from hookstream.storage.repository import Repository
-from hookstream.web.api.common import reject_nul_params
-from hookstream.web.api.forms import FormError, first, read_form
 from hookstream.web.console.pages import (
     HOME,
     redirect,
@@ -50,6 +48,8 @@ from hookstream.web.console.sessions import (
     current_user,
     own_origin,
 )
+from hookstream.web.forms import FormError, first, read_form
+from hookstream.web.params import reject_nul_params
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,11 +6,9 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from hookstream.errors import FormError as FormError
+
 FORM_TYPE = "application/x-www-form-urlencoded"
-
-
-class FormError(ValueError):
-    """The body is not a form this server reads (type, size, encoding)."""
 
 
 async def read_form(
