@@ -32,11 +32,6 @@ class Plugin:
     console_links: Sequence[tuple[str, str, str]] = ()
 
 
-def installed() -> list[str]:
-    """The names of the installed plug-ins."""
-    return sorted(ep.name for ep in entry_points(group=GROUP))
-
-
 def load(names: Sequence[str] | None = None) -> list[Plugin]:
     """The plug-ins ``names`` (every installed one when None), loaded from their entry points."""
     points = {ep.name: ep for ep in entry_points(group=GROUP)}

@@ -6,8 +6,6 @@ to ``HOOKSTREAM_API_MAX_BODY_BYTES`` and answered 413 beyond it, before any rout
 
 from __future__ import annotations
 
-from typing import Any  # noqa: F401
-
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
