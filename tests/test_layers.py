@@ -51,24 +51,6 @@ STAGES: dict[str, set[str]] = {
 APART: dict[str, set[frozenset[str]]] = {
     "web": {frozenset({"api", "console"})},
 }
-# Known debt, to be paid by the service layer (issue 14's next step): these console pages
-# still call the API's handlers and read their dicts. Listed exactly: a new one fails
-# the check, and one that is gone must leave this list (test_the_debt_list_is_current).
-DEBT: frozenset[tuple[str, str]] = frozenset({
-    ("hookstream.web.console.connectors", "hookstream.web.api"),
-    ("hookstream.web.console.logs", "hookstream.web.api"),
-    ("hookstream.web.console.overview", "hookstream.web.api"),
-    ("hookstream.web.console.connectors", "hookstream.web.api.connectors"),
-    ("hookstream.web.console.connectors", "hookstream.web.api.logs"),
-    ("hookstream.web.console.connectors", "hookstream.web.api.replay"),
-    ("hookstream.web.console.connectors", "hookstream.web.api.schemas"),
-    ("hookstream.web.console.logs", "hookstream.web.api.logs"),
-    ("hookstream.web.console.logs", "hookstream.web.api.replay"),
-    ("hookstream.web.console.overview", "hookstream.web.api.connectors"),
-    ("hookstream.web.console.overview", "hookstream.web.api.gateways"),
-    ("hookstream.web.console.overview", "hookstream.web.api.logs"),
-    ("hookstream.web.console.overview", "hookstream.web.api.schemas"),
-})
 
 
 def module_name(path: Path) -> str:
@@ -142,14 +124,8 @@ def all_violations(root: Path = SRC) -> list[tuple[str, str, str]]:
 
 
 def test_no_module_imports_a_layer_above_it() -> None:
-    problems = [where for a, b, where in all_violations() if (a, b) not in DEBT]
+    problems = [where for _, _, where in all_violations()]
     assert not problems, "imports that run up a layer:\n" + "\n".join(problems)
-
-
-def test_the_debt_list_is_current() -> None:
-    """Every pair in DEBT is still a violation: what was paid leaves the list."""
-    found = {(a, b) for a, b, _ in all_violations()}
-    assert DEBT - found == set(), "paid: remove these from DEBT"
 
 
 def test_every_top_level_module_is_in_a_layer() -> None:

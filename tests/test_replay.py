@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-import hookstream.web.api.replay as replay_api
+import hookstream.services.replay as replay_api
 from hookstream.pipeline.record.replay import replay_connector
+from hookstream.services.times import rfc3339
 from hookstream.settings import Settings
-from hookstream.web.api.common import rfc3339
 from tests.api_checks import error_of
 from tests.support import (
     Org,

@@ -175,9 +175,9 @@ def migrate() -> None:
 @org_app.command("create")
 def org_create(name: Annotated[str, typer.Argument(help="The organization's name")]) -> None:
     """Create an organization; prints {"id","name","apiKey"} (the key is shown this once)."""
+    from hookstream.services import organizations
     from hookstream.services.runtime import Runtime
     from hookstream.storage import migrate as migrations
-    from hookstream.web.api.organizations import create_organization
 
     if not name.strip() or len(name) > 200:
         err.print("[bold red]error:[/] NAME must be 1 to 200 characters", highlight=False)
@@ -188,7 +188,7 @@ def org_create(name: Annotated[str, typer.Argument(help="The organization's name
         await migrations.ensure_current(settings)
         runtime = await Runtime.open(settings)
         try:
-            return await create_organization(runtime, name)
+            return await organizations.create(runtime, name)
         finally:
             await runtime.close()
 
@@ -338,9 +338,9 @@ def replay(
         parse_statuses,
         replay_connector,
     )
+    from hookstream.services.times import parse_time
     from hookstream.storage import migrate as migrations
     from hookstream.storage.database import Database, database_errors
-    from hookstream.web.api.common import parse_time
 
     try:
         since_ms = parse_time(since, "--since")

@@ -16,10 +16,10 @@ from pydantic import Field, field_validator
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
 from hookstream.services.audit import audit
+from hookstream.services.schemas import Name, Rotation, Strict, overlap_of
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.subscriptions import end_subscriptions
 from hookstream.web.api.common import Cursor, Limit, OrgId, RuntimeDep, decode_cursor, page, rfc3339
-from hookstream.web.api.schemas import Name, Rotation, Strict, overlap_of
 
 clients = APIRouter(prefix="/api/v1/oauth-clients", tags=["oauth-clients"])
 keys = APIRouter(prefix="/api/v1/subscription-keys", tags=["subscription-keys"])

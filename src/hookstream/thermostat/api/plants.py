@@ -10,6 +10,7 @@ from pydantic import Field
 
 from hookstream.errors import NotFound, ValidationFailed
 from hookstream.ids import new_id, now_ms
+from hookstream.services.schemas import Name, Strict
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import linked_gateways
 from hookstream.thermostat.state import (
@@ -21,7 +22,6 @@ from hookstream.thermostat.state import (
 )
 from hookstream.thermostat.subscriptions import end_subscriptions
 from hookstream.web.api.common import Cursor, Limit, OrgId, RuntimeDep, decode_cursor, page, rfc3339
-from hookstream.web.api.schemas import Name, Strict
 
 router = APIRouter(prefix="/api/v1/plants", tags=["plants"])
 DEVICE = "chronothermostat"

@@ -26,6 +26,8 @@ from hookstream.errors import (
 from hookstream.ids import hash_key, now_ms
 from hookstream.services.audit import set_actor
 from hookstream.services.runtime import Runtime
+from hookstream.services.schemas import check_http_url
+from hookstream.services.targets import target_refusal
 from hookstream.storage.repository import Repository
 from hookstream.thermostat.changes import ModuleGone, change_module
 from hookstream.thermostat.oauth.bearer import access_token
@@ -46,8 +48,6 @@ from hookstream.thermostat.subscriptions import (
 )
 from hookstream.web.api.common import RuntimeDep
 from hookstream.web.api.responses import JSON
-from hookstream.web.api.schemas import check_http_url
-from hookstream.web.api.targets import target_refusal
 from hookstream.web.params import reject_nul_params
 
 router = APIRouter(prefix="/smarther/v2.0", tags=["smarther"])

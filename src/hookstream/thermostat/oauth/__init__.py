@@ -1,7 +1,8 @@
 """The thermostat cloud's OAuth2 authorization server (Authlib doing the protocol).
 
 ``server`` holds the Authlib integration (clients, codes, tokens, PKCE, revocation),
-``bearer`` checks the access tokens it issued; the routes are in ``hookstream.web.api.oauth2``.
+``bearer`` checks the access tokens it issued; the routes are in
+``hookstream.thermostat.api.oauth2``.
 """
 
 from __future__ import annotations

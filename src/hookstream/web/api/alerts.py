@@ -13,17 +13,17 @@ from hookstream.errors import NotFound
 from hookstream.ids import new_id, now_ms
 from hookstream.pipeline.deliver.signing import new_secret
 from hookstream.services.audit import audit
-from hookstream.storage.repository import Repository
-from hookstream.web.api.common import OrgId, RuntimeDep, rfc3339
-from hookstream.web.api.connectors import auth_columns
-from hookstream.web.api.schemas import (
+from hookstream.services.connectors import auth_columns
+from hookstream.services.schemas import (
     Authentication,
     AuthNone,
     Strict,
     check_http_url,
     check_secret,
 )
-from hookstream.web.api.targets import check_auth_target, check_target
+from hookstream.services.targets import check_auth_target, check_target
+from hookstream.storage.repository import Repository
+from hookstream.web.api.common import OrgId, RuntimeDep, rfc3339
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 

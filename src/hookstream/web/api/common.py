@@ -1,21 +1,22 @@
-"""What the API routers share: authentication, pagination, times."""
+"""What the API routers share: authentication and the parameters every list takes.
+
+Pages and times are the services' (``services.paging``, ``services.times``); they are
+named here too because every router uses them."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import re
 import time
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from hookstream.errors import Forbidden, TooManyRequests, Unauthorized, ValidationFailed
+from hookstream.errors import Forbidden, TooManyRequests, Unauthorized
 from hookstream.ids import hash_key, now_ms
 from hookstream.services.audit import set_actor
+from hookstream.services.paging import decode_cursor, encode_cursor, page
 from hookstream.services.runtime import Runtime
+from hookstream.services.times import parse_time, rfc3339
 from hookstream.storage.repository import Repository
 from hookstream.web.params import reject_nul_params
 
@@ -69,60 +70,7 @@ OrgId = Annotated[str, Depends(require_org)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1-1000)")]
 Cursor = Annotated[str | None, Query(description="nextCursor of the previous page")]
 
-
-
-def rfc3339(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
-
-
-def parse_time(value: str | None, name: str) -> int | None:
-    """An RFC 3339 query parameter as epoch milliseconds; 422 when malformed."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise ValidationFailed(
-            f"'{name}' must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z",
-            details=[{"field": name, "message": "not an RFC 3339 time"}],
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValidationFailed(
-            f"'{name}' needs a time zone offset, e.g. 2026-01-31T12:00:00Z",
-            details=[{"field": name, "message": "no time zone offset"}],
-        )
-    return int(parsed.timestamp() * 1000)
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
-
-
-# What an id looks like (see ids.new_id); a cursor holds one.
-_ID = re.compile(r"[a-z]{1,16}_[0-9a-z]{1,40}")
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    # Only an id goes further: anything else (a NUL, say) could make the database fail.
-    if not _ID.fullmatch(raw):
-        raise ValidationFailed(
-            "'cursor' is not a cursor this API gave out",
-            details=[{"field": "cursor", "message": "invalid cursor"}],
-        )
-    return raw
-
-
-def page(items: list[dict[str, Any]], limit: int, id_key: str = "id") -> dict[str, Any]:
-    """The contract's list body; a full page gets a cursor to the next one."""
-    next_cursor = encode_cursor(items[-1][id_key]) if len(items) == limit and items else None
-    return {"items": items, "nextCursor": next_cursor}
+__all__ = [
+    "Cursor", "Limit", "OrgId", "RuntimeDep", "bearer", "decode_cursor", "encode_cursor", "page",
+    "parse_time", "require_admin", "require_org", "rfc3339", "runtime",
+]

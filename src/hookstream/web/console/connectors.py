@@ -3,7 +3,6 @@ connector's page (triggers, test button, replay of a range, secret rotation, del
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,12 +10,16 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from hookstream.errors import Conflict, ValidationFailed
-from hookstream.ids import first_id_at, now_ms
-from hookstream.pipeline.record.replay import STATUSES
-from hookstream.services.runtime import Runtime
-from hookstream.storage.repository import Repository
-from hookstream.web.api import connectors, logs, replay
-from hookstream.web.api.schemas import ConnectorCreate, ConnectorUpdate, TriggerCreate
+from hookstream.pipeline.record.replay import STATUSES, parse_statuses
+from hookstream.services import connectors, logs, replay, triggers
+from hookstream.services.connectors import Health, health_by_connector, last_failure
+from hookstream.services.schemas import (
+    ConnectorCreate,
+    ConnectorReplay,
+    ConnectorUpdate,
+    TriggerCreate,
+)
+from hookstream.services.times import parse_time
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
 from hookstream.web.console.web import (
@@ -37,10 +40,6 @@ router = APIRouter(include_in_schema=False)
 
 CONNECTORS = "/console/connectors"
 NEW = CONNECTORS + "/new"
-# Health: the success rate over this window, and the last error looked for over a longer one.
-HEALTH_WINDOW_MS = 3600 * 1000
-LAST_ERROR_WINDOW_MS = 7 * 86400 * 1000
-
 AUTH_TYPES = (
     ("none", "None"),
     ("basic", "Basic: username and password"),
@@ -57,52 +56,6 @@ AUTH_FIELDS: dict[str, tuple[str, ...]] = {
     "oauth2_client_credentials": ("tokenUrl", "clientId", "clientSecret", "scope"),
 }
 SECRET_FIELDS = {"password", "token", "value", "clientSecret"}
-
-
-@dataclass
-class Health:
-    """A connector's attempts over the last hour."""
-
-    attempts: int = 0
-    succeeded: int = 0
-
-    @property
-    def rate(self) -> float:
-        return 100.0 * self.succeeded / self.attempts if self.attempts else 100.0
-
-    @property
-    def rate_text(self) -> str:
-        rate = self.rate
-        if rate in (0.0, 100.0):
-            return f"{rate:.0f}%"
-        # Never round a failure away (99.96 is not 100%) nor a success (0.04 is not 0%).
-        return f"{min(max(rate, 0.1), 99.9):.1f}%"
-
-
-async def health_by_connector(rt: Runtime, org_id: str) -> dict[str, Health]:
-    """Every connector's attempts of the last hour, by connector id."""
-    since = now_ms() - HEALTH_WINDOW_MS
-    async with rt.db.read() as conn:
-        rows = await Repository(conn).connector_attempt_counts(
-            org_id, first_id_at("att", since), since
-        )
-    return {r.connector_id: Health(int(r.attempts), int(r.succeeded or 0)) for r in rows}
-
-
-async def last_failure(rt: Runtime, org_id: str, connector_id: str) -> dict[str, Any] | None:
-    """The connector's latest failed attempt of the last 7 days, or None."""
-    since = now_ms() - LAST_ERROR_WINDOW_MS
-    async with rt.db.read() as conn:
-        row = await Repository(conn).connector_last_failure(
-            org_id, connector_id, first_id_at("att", since)
-        )
-    if row is None:
-        return None
-    what = row.error or (f"HTTP {row.status_code}" if row.status_code is not None else "failed")
-    if row.error and row.status_code is not None:
-        what = f"HTTP {row.status_code}: {row.error}"
-    return {"deliveryId": row.delivery_id, "at": row.started_at, "what": what,
-            "response": (row.response_body or "")[:200]}
 
 
 # --- the list ------------------------------------------------------------------------------
@@ -122,7 +75,7 @@ async def connectors_page(page: Page) -> Response:
 async def toggle(page: Page, connector_id: str) -> Response:
     form = await posted_form(page)
     active = form.text("active") == "true"
-    await connectors.update(connector_id, ConnectorUpdate(active=active), page.org_id, page.rt)
+    await connectors.update(page.rt, page.org_id, connector_id, ConnectorUpdate(active=active))
     back = CONNECTORS if form.text("back") == "list" else f"{CONNECTORS}/{connector_id}"
     return redirect(f"{back}?done={'switched-on' if active else 'switched-off'}")
 
@@ -177,7 +130,7 @@ async def create_connector(page: Page) -> Response:
             "secret": form.text("secret") or None,
             "authentication": _authentication(form, auth_type),
         })
-        created = await connectors.create(body, page.org_id, page.rt)
+        created = await connectors.create(page.rt, page.org_id, body)
     except (ValidationError, ValidationFailed, Conflict) as exc:
         errors = field_errors(exc)
         if "authentication" in errors.fields:  # an unknown type
@@ -211,18 +164,18 @@ async def _detail(
     replay_values: dict[str, str] | None = None, replay_errors: FieldErrors | None = None,
 ) -> Response:
     rt, org_id = page.rt, page.org_id
-    connector = await connectors.get(connector_id, org_id, rt)
-    triggers = (await connectors.list_triggers(connector_id, org_id, rt))["items"]
+    connector = await connectors.get(rt, org_id, connector_id)
+    trigger_list = (await triggers.list_(rt, org_id, connector_id))["items"]
     gws = await all_gateways(page)
     health = (await health_by_connector(rt, org_id)).get(connector_id, Health())
-    recent = (await logs.list_deliveries(org_id, rt, connectorId=connector_id, limit=5))["items"]
+    recent = (await logs.list_deliveries(rt, org_id, connector_id=connector_id, limit=5))["items"]
     return render_page(
         page, "connector.html", nav="connectors", status=status, connector=connector,
-        triggers=triggers, gateways=gws, gateway_names={g["id"]: g["name"] for g in gws},
+        triggers=trigger_list, gateways=gws, gateway_names={g["id"]: g["name"] for g in gws},
         health=health, failure=await last_failure(rt, org_id, connector_id), recent=recent,
         kinds=KINDS, statuses=STATUSES,
         trigger_values=trigger_values or _trigger_defaults(), trigger_errors=trigger_errors,
-        open_trigger_form=bool(trigger_errors) or not triggers,
+        open_trigger_form=bool(trigger_errors) or not trigger_list,
         test_result=test_result, test_kind=test_kind,
         replay_values=replay_values or {"since": "", "until": "", "status": ""},
         replay_errors=replay_errors, auth_labels=dict(AUTH_TYPES),
@@ -255,7 +208,7 @@ async def create_trigger(page: Page, connector_id: str) -> Response:
         )
         try:
             body = TriggerCreate.model_validate({"kinds": kinds, **scope})
-            await connectors.create_trigger(connector_id, body, page.org_id, page.rt)
+            await triggers.create(page.rt, page.org_id, connector_id, body)
         except (ValidationError, ValidationFailed, Conflict) as exc:
             errors = field_errors(exc).only("kinds", "gatewayIds")
     if errors:
@@ -268,7 +221,7 @@ async def create_trigger(page: Page, connector_id: str) -> Response:
 @console_page
 async def delete_trigger(page: Page, connector_id: str, trigger_id: str) -> Response:
     await posted_form(page)
-    await connectors.delete_trigger(connector_id, trigger_id, page.org_id, page.rt)
+    await triggers.delete(page.rt, page.org_id, connector_id, trigger_id)
     return redirect(f"{CONNECTORS}/{connector_id}?done=trigger-deleted#triggers")
 
 
@@ -279,9 +232,7 @@ async def test_connector(page: Page, connector_id: str) -> Response:
     kind = form.text("kind")
     if kind not in KINDS:
         kind = "values"
-    result = await replay.test_connector(
-        connector_id, replay.ConnectorTest(kind=kind), page.org_id, page.rt  # type: ignore[arg-type]
-    )
+    result = await replay.test_connector(page.rt, page.org_id, connector_id, kind)
     return await _detail(page, connector_id, test_result=result, test_kind=kind)
 
 
@@ -303,10 +254,14 @@ async def replay_range(page: Page, connector_id: str) -> Response:
         if values["status"]:
             body["status"] = values["status"]
         try:
-            result = await replay.replay_range(
-                connector_id, replay.ConnectorReplay.model_validate(body), page.org_id, page.rt
+            asked = ConnectorReplay.model_validate(body)
+            since_ms = parse_time(asked.since, "since")
+            assert since_ms is not None
+            replayed = await replay.replay_range(
+                page.rt, page.org_id, connector_id, since_ms=since_ms,
+                until_ms=parse_time(asked.until, "until"),
+                statuses=asked.status or parse_statuses(None),
             )
-            replayed = int(result["replayed"])
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc).only("since", "until", "status")
         if not errors and not replayed:
@@ -323,8 +278,8 @@ async def replay_range(page: Page, connector_id: str) -> Response:
 @console_page
 async def rotate_secret(page: Page, connector_id: str) -> Response:
     await posted_form(page)
-    rotated = await connectors.rotate_secret(connector_id, page.org_id, page.rt, None)
-    connector = await connectors.get(connector_id, page.org_id, page.rt)
+    rotated = await connectors.rotate_secret(page.rt, page.org_id, connector_id)
+    connector = await connectors.get(page.rt, page.org_id, connector_id)
     return secret_page(
         page, nav="connectors", title=f"New signing secret for “{connector['name']}”",
         lead="The new secret is shown this once. Until "
@@ -339,5 +294,5 @@ async def rotate_secret(page: Page, connector_id: str) -> Response:
 @console_page
 async def delete_connector(page: Page, connector_id: str) -> Response:
     await posted_form(page)
-    await connectors.delete(connector_id, page.org_id, page.rt)
+    await connectors.delete(page.rt, page.org_id, connector_id)
     return redirect(f"{CONNECTORS}?done=connector-deleted")

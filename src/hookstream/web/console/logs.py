@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from hookstream.errors import NotFound, ValidationFailed
 from hookstream.pipeline.record.replay import STATUSES
-from hookstream.web.api import logs, replay
+from hookstream.services import logs, replay
+from hookstream.services.times import parse_time
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
 from hookstream.web.console.web import (
@@ -65,9 +66,10 @@ async def messages_page(page: Page) -> Response:
     if not errors:
         try:
             listing = await logs.list_messages(
-                page.org_id, page.rt, gatewayId=filters["gatewayId"] or None,
-                deviceId=filters["deviceId"] or None, kind=kind,  # type: ignore[arg-type]
-                since=filter_time(filters["since"]), until=filter_time(filters["until"]),
+                page.rt, page.org_id, gateway_id=filters["gatewayId"] or None,
+                device_id=filters["deviceId"] or None, kind=kind,
+                since_ms=parse_time(filter_time(filters["since"]), "since"),
+                until_ms=parse_time(filter_time(filters["until"]), "until"),
                 limit=PAGE_SIZE, cursor=page.request.query_params.get("cursor") or None,
             )
         except ValidationFailed as exc:
@@ -96,9 +98,10 @@ async def deliveries_page(page: Page) -> Response:
     if not errors:
         try:
             listing = await logs.list_deliveries(
-                page.org_id, page.rt, connectorId=filters["connectorId"] or None,
-                status=status, deviceId=filters["deviceId"] or None,  # type: ignore[arg-type]
-                since=filter_time(filters["since"]), until=filter_time(filters["until"]),
+                page.rt, page.org_id, connector_id=filters["connectorId"] or None,
+                status=status, device_id=filters["deviceId"] or None,
+                since_ms=parse_time(filter_time(filters["since"]), "since"),
+                until_ms=parse_time(filter_time(filters["until"]), "until"),
                 limit=PAGE_SIZE, cursor=page.request.query_params.get("cursor") or None,
             )
         except ValidationFailed as exc:
@@ -116,10 +119,10 @@ async def deliveries_page(page: Page) -> Response:
 @router.get(DELIVERIES + "/{delivery_id}")
 @console_page
 async def delivery_page(page: Page, delivery_id: str) -> Response:
-    delivery = await logs.get_delivery(delivery_id, page.org_id, page.rt)
+    delivery = await logs.get_delivery(page.rt, page.org_id, delivery_id)
     message: dict[str, Any] | None
     try:
-        message = await logs.get_message(delivery["messageId"], page.org_id, page.rt)
+        message = await logs.get_message(page.rt, page.org_id, delivery["messageId"])
     except NotFound:  # purged by retention, or an alert
         message = None
     cons = await all_connectors(page)
@@ -137,7 +140,7 @@ async def delivery_page(page: Page, delivery_id: str) -> Response:
 @console_page
 async def replay_delivery(page: Page, delivery_id: str) -> Response:
     await posted_form(page)
-    created = await logs.replay_delivery(delivery_id, page.org_id, page.rt)
+    created = await replay.replay_delivery(page.rt, page.org_id, delivery_id)
     return redirect(f"{DELIVERIES}/{created['id']}?done=replayed")
 
 
@@ -145,5 +148,5 @@ async def replay_delivery(page: Page, delivery_id: str) -> Response:
 @console_page
 async def cancel_delivery(page: Page, delivery_id: str) -> Response:
     await posted_form(page)
-    await replay.cancel_delivery(delivery_id, page.org_id, page.rt)
+    await replay.cancel_delivery(page.rt, page.org_id, delivery_id)
     return redirect(f"{DELIVERIES}/{delivery_id}?done=cancelled")

@@ -9,9 +9,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from hookstream.errors import ValidationFailed
-from hookstream.storage.repository import Repository
-from hookstream.web.api import connectors, gateways, logs
-from hookstream.web.api.schemas import GatewayCreate, Rotation
+from hookstream.services import connectors, gateways, logs, triggers
+from hookstream.services.schemas import GatewayCreate, Rotation
 from hookstream.web.console.pages import HOME, redirect
 from hookstream.web.console.web import (
     FieldErrors,
@@ -33,12 +32,12 @@ MOST = 1000
 
 async def all_gateways(page: Page) -> list[dict[str, Any]]:
     """The organization's gateways (the first thousand), oldest first."""
-    return list((await gateways.list_(page.org_id, page.rt, limit=MOST))["items"])
+    return list((await gateways.list_(page.rt, page.org_id, limit=MOST))["items"])
 
 
 async def all_connectors(page: Page) -> list[dict[str, Any]]:
     """The organization's connectors (the first thousand), oldest first."""
-    return list((await connectors.list_(page.org_id, page.rt, limit=MOST))["items"])
+    return list((await connectors.list_(page.rt, page.org_id, limit=MOST))["items"])
 
 
 @router.get(HOME)
@@ -46,10 +45,9 @@ async def all_connectors(page: Page) -> list[dict[str, Any]]:
 async def overview(page: Page) -> Response:
     gws = await all_gateways(page)
     cons = await all_connectors(page)
-    async with page.rt.db.read() as conn:
-        trigger_count = await Repository(conn).count_triggers(page.org_id)
-    recent = (await logs.list_deliveries(page.org_id, page.rt, limit=5))["items"]
-    has_message = bool((await logs.list_messages(page.org_id, page.rt, limit=1))["items"])
+    trigger_count = await triggers.count(page.rt, page.org_id)
+    recent = (await logs.list_deliveries(page.rt, page.org_id, limit=5))["items"]
+    has_message = bool((await logs.list_messages(page.rt, page.org_id, limit=1))["items"])
     names = {c["id"]: c["name"] for c in cons}
     steps = [
         ("Add a gateway", "Each gateway (a Tower) gets an ingest token to send its data with.",
@@ -92,7 +90,7 @@ async def create_gateway(page: Page) -> Response:
         body = GatewayCreate.model_validate(
             {"name": values["name"], "externalId": values["externalId"] or None}
         )
-        created = await gateways.create(body, page.org_id, page.rt)
+        created = await gateways.create(page.rt, page.org_id, body)
     except (ValidationError, ValidationFailed) as exc:
         return await _gateways_page(page, status=422, errors=field_errors(exc), values=values)
     return secret_page(
@@ -120,8 +118,8 @@ def _ingest_example(page: Page, token: str) -> str:
 async def rotate_token(page: Page, gateway_id: str) -> Response:
     form = await posted_form(page)
     body = Rotation(overlapSeconds=0) if form.checked("revokeNow") else None
-    rotated = await gateways.rotate_token(gateway_id, page.org_id, page.rt, body)
-    gateway = await gateways.get(gateway_id, page.org_id, page.rt)
+    rotated = await gateways.rotate_token(page.rt, page.org_id, gateway_id, body)
+    gateway = await gateways.get(page.rt, page.org_id, gateway_id)
     previous = ("The previous token stopped working."
                 if body is not None else
                 f"The previous token keeps working until "
@@ -141,5 +139,5 @@ async def rotate_token(page: Page, gateway_id: str) -> Response:
 @console_page
 async def delete_gateway(page: Page, gateway_id: str) -> Response:
     await posted_form(page)
-    await gateways.delete(gateway_id, page.org_id, page.rt)
+    await gateways.delete(page.rt, page.org_id, gateway_id)
     return redirect(GATEWAYS + "?done=gateway-deleted")

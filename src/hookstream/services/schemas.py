@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hookstream.pipeline.deliver.signing import InvalidSecret, secret_key
 from hookstream.pipeline.message import Kind
+from hookstream.pipeline.record.replay import STATUSES, parse_statuses
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -312,3 +313,28 @@ def overlap_of(body: Rotation | None, default_seconds: int) -> int:
     if body is not None and body.overlapSeconds is not None:
         return body.overlapSeconds
     return default_seconds
+
+
+_STATUS_SCHEMA: dict[str, Any] = {"type": "string", "enum": list(STATUSES)}
+
+
+class ConnectorReplay(Strict):
+    since: str = Field(description="RFC 3339: replay deliveries created from this time (inclusive)")
+    until: str | None = Field(
+        default=None, description="RFC 3339: ... and before this time (default: now)"
+    )
+    status: Any = Field(
+        default=None,
+        description="A status or a list of them (default: delivered, failed and cancelled)",
+        json_schema_extra={"anyOf": [_STATUS_SCHEMA, {"type": "array", "items": _STATUS_SCHEMA,
+                                                      "minItems": 1}]},
+    )
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, value: Any) -> tuple[str, ...] | None:
+        return None if value is None else parse_statuses(value)
+
+
+class ConnectorTest(Strict):
+    kind: Kind = Field(description="Which route of the connector receives the sample message")

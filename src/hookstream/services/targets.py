@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from hookstream.errors import ValidationFailed
 from hookstream.pipeline.deliver.addresses import TargetPolicy
+from hookstream.services.schemas import Authentication, AuthOAuth2
 from hookstream.settings import Settings
-from hookstream.web.api.schemas import Authentication, AuthOAuth2
 
 
 def target_policy(settings: Settings) -> TargetPolicy:
