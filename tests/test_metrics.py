@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from hookstream.metrics import status_class
+from hookstream.pipeline.deliver.client import AttemptResult
 from hookstream.pipeline.record.queue_sampler import QueueSampler
 from hookstream.settings import Settings
 from tests.support import (
@@ -48,6 +51,32 @@ async def scrape(client: httpx.AsyncClient, url: str = "/metrics") -> dict[Any, 
     resp = await client.get(url)
     assert resp.status_code == 200
     return samples(resp.text)
+
+
+@pytest.mark.parametrize(("status", "timed_out", "refused", "label"), [
+    (200, False, False, "2xx"), (204, False, False, "2xx"), (301, False, False, "3xx"),
+    (404, False, False, "4xx"), (503, False, False, "5xx"), (101, False, False, "1xx"),
+    (600, False, False, "5xx"),
+    (None, True, False, "timeout"), (None, False, True, "refused"),
+    (None, False, False, "connection_error"),
+    (401, True, False, "4xx"),  # a status wins: the receiver answered
+])
+def test_status_class_labels(status: int | None, timed_out: bool, refused: bool,
+                             label: str) -> None:
+    assert status_class(status, timed_out=timed_out, refused=refused) == label
+
+
+def test_status_class_reads_the_flags_not_the_error_text() -> None:
+    """An OAuth2 token request that timed out is a timeout, though its error text begins
+    "OAuth2 token request failed"; text that merely begins "TimeoutError" is not one."""
+    assert status_class(None, timed_out=True, refused=False) == "timeout"
+    result = AttemptResult(0.0, 5, error="OAuth2 token request failed: no complete answer "
+                           "within the timeout", timed_out=True)
+    assert status_class(result.status_code, timed_out=result.timed_out,
+                        refused=result.refused) == "timeout"
+    text_only = AttemptResult(0.0, 5, error="TimeoutError: made up")
+    assert status_class(text_only.status_code, timed_out=text_only.timed_out,
+                        refused=text_only.refused) == "connection_error"
 
 
 async def test_queue_depth_and_oldest_due_age_per_connector(settings: Settings) -> None:

@@ -14,8 +14,12 @@ import pytest
 from aiohttp import web
 
 from hookstream.errors import DeliveryError
+from hookstream.metrics import status_class
+from hookstream.pipeline.deliver.attempt import attempt
 from hookstream.pipeline.deliver.client import Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache, TokenError
+from hookstream.pipeline.deliver.retry import RetryPolicy
+from hookstream.pipeline.deliver.webhook import Endpoint
 from tests.support import free_port, free_socket
 
 
@@ -264,6 +268,31 @@ async def test_an_unreachable_token_endpoint_is_a_delivery_error() -> None:
             await cache.token("con_1", auth)
     finally:
         await sender.close()
+
+
+async def test_a_token_request_that_times_out_is_a_timed_out_attempt() -> None:
+    """The attempt's error names the token request, yet the attempt counts as a timeout (and
+    a POST that times out is one too)."""
+    async def hang(n: int) -> web.Response:
+        await asyncio.sleep(5)
+        return await issue(n)
+
+    async with token_endpoint(hang) as h:
+        sender = Sender(allow_private=True, connect_timeout=2.0, total_timeout=0.3,
+                        max_connections=5)
+        endpoint = Endpoint(id="con_1", base_url=h.url, routes={"values": ""},
+                            signing_key=b"k" * 32, policy=RetryPolicy(()), auth=h.auth())
+        try:
+            result = await attempt(sender, endpoint, "values", "msg_1", b"{}")
+            plain = await sender.post(h.url, {}, b"{}")  # the POST itself, no OAuth2
+        finally:
+            await sender.close()
+    assert plain.error is not None and plain.error.startswith("TimeoutError: ")
+    assert plain.timed_out and not plain.refused and plain.status_code is None
+    assert result.error is not None and result.error.startswith("OAuth2 token request failed")
+    assert result.timed_out and not result.refused and result.status_code is None
+    assert status_class(result.status_code, timed_out=result.timed_out,
+                        refused=result.refused) == "timeout"
 
 
 # --- what the token request carries -----------------------------------------------------

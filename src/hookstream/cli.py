@@ -222,7 +222,7 @@ def user_create(
     terminal). Prints {"id","orgId","email"}."""
     from rich.markup import escape
 
-    from hookstream.errors import ApiError
+    from hookstream.errors import Refused
     from hookstream.security.passwords import check_password_strength
     from hookstream.services.users import check_email, create_user
     from hookstream.storage import migrate as migrations
@@ -233,7 +233,7 @@ def user_create(
         check_email(email)
         password = _read_new_password()
         check_password_strength(password)
-    except ApiError as exc:
+    except Refused as exc:
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -243,7 +243,7 @@ def user_create(
         try:
             async with database_errors(settings.database_url):
                 user = await create_user(db, org, email, password)
-        except ApiError as exc:  # unknown organization, email taken
+        except Refused as exc:  # unknown organization, email taken
             return exc.message
         finally:
             await db.dispose()

@@ -7,15 +7,16 @@ original kept in ``__cause__``::
     ├── ConfigurationError          settings missing or unsafe
     ├── StorageError                the database failed or is not ready
     │   └── SchemaOutOfDate         migrations have not been applied
-    ├── ApiError                    answered to an HTTP client as {"error": {...}}
-    │   ├── BadRequest (400)
-    │   ├── Unauthorized (401)
-    │   ├── Forbidden (403)
-    │   ├── NotFound (404)
-    │   ├── Conflict (409)
-    │   ├── PayloadTooLarge (413)
-    │   ├── ValidationFailed (422)
-    │   └── TooManyRequests (429)   with Retry-After
+    ├── Refused                     a request the domain refuses: a code, a message, details;
+    │   │                           each transport maps it to its answer
+    │   ├── BadRequest
+    │   ├── Unauthorized
+    │   ├── Forbidden
+    │   ├── NotFound
+    │   ├── Conflict
+    │   ├── PayloadTooLarge
+    │   ├── ValidationFailed
+    │   └── TooManyRequests         with retry_after (a Retry-After header)
     ├── DeliveryError               one attempt to reach a receiver failed
     │   ├── TargetRefused           the address is not allowed (private network)
     │   ├── ConnectError            could not connect (DNS, refused, TLS)
@@ -28,6 +29,10 @@ original kept in ``__cause__``::
         ├── InvalidSecret           a signing secret that is not whsec_ + base64
         ├── SignatureMismatch       a received webhook that does not verify
         └── FormError               a form body this server does not read
+
+The errors carry no HTTP status: ``hookstream.web.statuses`` maps each Refused subclass to
+one (by its nearest mapped base), for the API's handler in ``hookstream.web.api.errors`` and
+for the console.
 
 Plug-ins derive their own errors from HookstreamError (the thermostat cloud's CommandError and
 ModuleGone live in ``thermostat.state`` and ``thermostat.changes``).
@@ -54,10 +59,12 @@ class SchemaOutOfDate(StorageError):
     """The database schema is behind the code: run ``hookstream migrate``."""
 
 
-class ApiError(HookstreamError):
-    """An error answered to an HTTP client with the contract's error body."""
+class Refused(HookstreamError):
+    """A request the domain refuses; each transport maps it to its answer.
 
-    status_code = 400
+    ``code`` and ``message`` say why, ``details`` (optional) by field; ``headers`` are the
+    ones an HTTP answer adds (Retry-After)."""
+
     code = "bad_request"
 
     def __init__(
@@ -82,43 +89,35 @@ class ApiError(HookstreamError):
         return {"error": error}
 
 
-class BadRequest(ApiError):
-    status_code = 400
+class BadRequest(Refused):
     code = "bad_request"
 
 
-class Unauthorized(ApiError):
-    status_code = 401
+class Unauthorized(Refused):
     code = "unauthorized"
 
 
-class Forbidden(ApiError):
-    status_code = 403
+class Forbidden(Refused):
     code = "forbidden"
 
 
-class NotFound(ApiError):
-    status_code = 404
+class NotFound(Refused):
     code = "not_found"
 
 
-class Conflict(ApiError):
-    status_code = 409
+class Conflict(Refused):
     code = "conflict"
 
 
-class PayloadTooLarge(ApiError):
-    status_code = 413
+class PayloadTooLarge(Refused):
     code = "payload_too_large"
 
 
-class ValidationFailed(ApiError):
-    status_code = 422
+class ValidationFailed(Refused):
     code = "validation_error"
 
 
-class TooManyRequests(ApiError):
-    status_code = 429
+class TooManyRequests(Refused):
     code = "too_many_requests"
 
     def __init__(self, message: str, *, retry_after: int) -> None:

@@ -52,13 +52,14 @@ DELIVERY_LATENCY = Histogram(
 )
 
 
-def status_class(status_code: int | None, error: str | None) -> str:
-    """The ``status_class`` label of one attempt."""
+def status_class(status_code: int | None, *, timed_out: bool, refused: bool) -> str:
+    """The ``status_class`` label of one attempt, from its status and what failed (the
+    attempt's ``timed_out`` and ``refused`` flags, not its error text)."""
     if status_code is not None:
         return f"{min(max(status_code // 100, 1), 5)}xx"
-    if error and error.startswith("TimeoutError"):
+    if timed_out:
         return "timeout"
-    if error and error.startswith("TargetRefused"):
+    if refused:
         return "refused"
     return "connection_error"
 

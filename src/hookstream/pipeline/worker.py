@@ -247,7 +247,8 @@ class Worker:
             else decision.verdict.value
         )
         DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
-        ATTEMPT_STATUS.labels(status_class(result.status_code, result.error)).inc()
+        ATTEMPT_STATUS.labels(status_class(
+            result.status_code, timed_out=result.timed_out, refused=result.refused)).inc()
         if decision.verdict is Verdict.DELIVERED:
             for c in members:
                 DELIVERY_LATENCY.observe(max(0.0, now - id_time_ms(c.message_id) / 1000))

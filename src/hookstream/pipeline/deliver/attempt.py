@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from hookstream.errors import DeliveryError, TargetRefused
+from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
 from hookstream.pipeline.deliver.webhook import Endpoint, webhook_headers
@@ -38,7 +38,8 @@ async def attempt(
         except DeliveryError as exc:
             return AttemptResult(started_at=started, duration_ms=int((time.time() - started) *
                                  1000), error=f"OAuth2 token request failed: {exc}",
-                                 refused=isinstance(exc, TargetRefused))
+                                 refused=isinstance(exc, TargetRefused),
+                                 timed_out=isinstance(exc, TimeoutError_))
 
     async def post() -> AttemptResult:
         headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
@@ -54,6 +55,7 @@ async def attempt(
             return AttemptResult(started_at=result.started_at, duration_ms=result.duration_ms,
                                  status_code=401, response_body=result.response_body,
                                  error=f"401, then the OAuth2 token request failed: {exc}",
-                                 refused=isinstance(exc, TargetRefused))
+                                 refused=isinstance(exc, TargetRefused),
+                                 timed_out=isinstance(exc, TimeoutError_))
         result = await post()
     return result

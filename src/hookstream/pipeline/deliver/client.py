@@ -39,6 +39,7 @@ class AttemptResult:
     retry_after: str | None = None
     abort: bool = False  # the receiver answered webhook-delivery: abort-message
     refused: bool = False  # the target is one outgoing requests may not reach (TargetRefused)
+    timed_out: bool = False  # no complete answer within the timeout (TimeoutError_)
 
     @property
     def succeeded(self) -> bool:
@@ -181,8 +182,9 @@ class Sender:
                 )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
             # A refused target is not worth retrying: the policy gives up on it at once.
-            return done(error=describe_error(exc),
-                        refused=isinstance(map_error(exc), TargetRefused))
+            mapped = map_error(exc)
+            return done(error=describe_error(exc), refused=isinstance(mapped, TargetRefused),
+                        timed_out=isinstance(mapped, TimeoutError_))
 
     async def post_form(
         self, url: str, form: dict[str, str], basic: tuple[str, str], limit: int = 64 * 1024

@@ -16,10 +16,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hookstream.errors import ApiError
+from hookstream.errors import Refused
 from hookstream.security.secretbox import UndecryptableSecret
 from hookstream.storage.database import database_away
 from hookstream.web.api.responses import JSON
+from hookstream.web.statuses import STATUS as STATUS
+from hookstream.web.statuses import status_for
 
 log = logging.getLogger(__name__)
 _last_database_log = 0.0
@@ -169,10 +171,10 @@ def describe_validation(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSON:
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSON:
         response = error_response(
-            exc.status_code, exc.code, exc.message, exc.details, request=request
+            status_for(exc), exc.code, exc.message, exc.details, request=request
         )
         response.headers.update(exc.headers or {})
         return response

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hookstream.errors import ApiError, NotFound
+from hookstream.errors import NotFound, Refused
 from hookstream.pipeline.message import Kind
 from hookstream.services.audit import set_actor
 from hookstream.services.runtime import Runtime
@@ -50,6 +50,7 @@ from hookstream.web.console.sessions import (
 )
 from hookstream.web.forms import FormError, first, read_form
 from hookstream.web.params import reject_nul_params
+from hookstream.web.statuses import status_for
 
 router = APIRouter(include_in_schema=False)
 
@@ -100,8 +101,8 @@ def console_page(
             return render_page(page, "console_message.html", nav="", status=404,
                                title="Not found",
                                message="There is nothing here, or it was deleted.")
-        except ApiError as exc:
-            return render_page(page, "console_message.html", nav="", status=exc.status_code,
+        except Refused as exc:
+            return render_page(page, "console_message.html", nav="", status=status_for(exc),
                                title="That did not work", message=sentence(exc.message))
 
     # FastAPI reads the signature: the route takes the request where the handler takes a page.
@@ -268,7 +269,7 @@ def _pydantic_message(error: Any) -> str:
     return str(error.get("msg", "not valid")).removeprefix("Value error, ")
 
 
-def field_errors(exc: ValidationError | ApiError) -> FieldErrors:
+def field_errors(exc: ValidationError | Refused) -> FieldErrors:
     """The errors of a model built from a form, or of the API's checks, by field."""
     errors = FieldErrors()
     if isinstance(exc, ValidationError):
