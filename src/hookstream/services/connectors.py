@@ -15,6 +15,7 @@ import orjson
 
 from hookstream.errors import Conflict, NotFound
 from hookstream.ids import first_id_at, new_id, now_ms
+from hookstream.models import Connector
 from hookstream.pipeline.deliver.signing import new_secret
 from hookstream.services.audit import audit
 from hookstream.services.paging import decode_cursor, page
@@ -81,7 +82,7 @@ def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dic
     return columns
 
 
-def representation(row: Any, settings: Settings) -> dict[str, Any]:
+def representation(row: Connector, settings: Settings) -> dict[str, Any]:
     """A connector as the API shows it: never a secret, only the public part of its auth."""
     schedule = orjson.loads(row.retry_schedule) if row.retry_schedule else list(
         settings.retry_schedule
@@ -151,6 +152,7 @@ async def create(rt: Runtime, org_id: str, body: ConnectorCreate) -> dict[str, A
             "authentication": body.authentication.type,
         })
         row = await repo.get_connector(org_id, connector_id)
+    assert row is not None  # written in this transaction
     return {**representation(row, rt.settings), "secret": secret}
 
 
@@ -217,6 +219,7 @@ async def update(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpd
                 details["baseUrl"] = changes["base_url"]
             await audit(repo, org_id, "connector.updated", "connector", connector_id, details)
         row = await repo.get_connector(org_id, connector_id)
+    assert row is not None  # read in this transaction, which holds it
     if "active" in changes and changes["active"]:
         rt.wakeup.set()
     return representation(row, rt.settings)

@@ -10,6 +10,7 @@ from typing import Any
 
 from hookstream.errors import NotFound
 from hookstream.ids import hash_key, new_id, new_key, now_ms
+from hookstream.models import Gateway
 from hookstream.services.audit import audit
 from hookstream.services.paging import decode_cursor, page
 from hookstream.services.runtime import Runtime
@@ -18,7 +19,7 @@ from hookstream.services.times import rfc3339
 from hookstream.storage.repository import Repository
 
 
-def representation(row: Any) -> dict[str, Any]:
+def representation(row: Gateway) -> dict[str, Any]:
     """A gateway as the API shows it (never its token)."""
     return {
         "id": row.id,

@@ -7,14 +7,14 @@ from typing import Any
 import orjson
 
 from hookstream.errors import NotFound
-from hookstream.models import DeliveryStatus
+from hookstream.models import Delivery, DeliveryStatus, Message
 from hookstream.services.paging import decode_cursor, page
 from hookstream.services.runtime import Runtime
 from hookstream.services.times import rfc3339
 from hookstream.storage.repository import Repository
 
 
-def delivery_representation(row: Any) -> dict[str, Any]:
+def delivery_representation(row: Delivery) -> dict[str, Any]:
     """A delivery as the API shows it (``webhookId`` is its message's id)."""
     return {
         "id": row.id,
@@ -37,7 +37,7 @@ def delivery_representation(row: Any) -> dict[str, Any]:
     }
 
 
-def _message(row: Any, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+def _message(row: Message, deliveries: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": row.id,
         "kind": row.kind,

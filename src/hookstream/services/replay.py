@@ -46,6 +46,7 @@ async def replay_delivery(rt: Runtime, org_id: str, delivery_id: str) -> dict[st
         )
         due = await enqueue(repo, [new])
         created = await repo.get_delivery(org_id, new["id"])
+    assert created is not None  # inserted in this transaction
     wake(rt.wakeup, due)
     return delivery_representation(created)
 

@@ -77,7 +77,7 @@ async def list_(rt: Runtime, org_id: str, connector_id: str) -> dict[str, Any]:
     by_trigger: dict[str, list[str]] = {}
     for link in links:
         by_trigger.setdefault(link.trigger_id, []).append(link.gateway_id)
-    items = [representation(r.id, r.kinds.split(","), bool(r.all_gateways),
+    items = [representation(r.id, r.kind_list, r.all_gateways,
                             by_trigger.get(r.id, []), r.created_at) for r in rows]
     return {"items": items, "nextCursor": None}
 

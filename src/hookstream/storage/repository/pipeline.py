@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row, text
 
+from hookstream.models import Attempt, Delivery, Message
 from hookstream.storage import queries as q
 from hookstream.storage.database import NOTIFY_CHANNEL
 from hookstream.storage.repository._base import Rows, _Base
@@ -53,30 +54,35 @@ class PipelineQueries(_Base):
     async def insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_deliveries, rows)
 
-    async def get_message(self, org_id: str, message_id: str) -> Row[Any] | None:
-        return await self._one(q.get_message, {"org_id": org_id, "id": message_id})
+    async def get_message(self, org_id: str, message_id: str) -> Message | None:
+        row = await self._one(q.get_message, {"org_id": org_id, "id": message_id})
+        return None if row is None else Message.from_row(row)
 
-    async def list_messages(self, org_id: str, **filters: Any) -> Rows:
-        return await self._all(q.list_messages(org_id, **filters))
+    async def list_messages(self, org_id: str, **filters: Any) -> list[Message]:
+        return [Message.from_row(r) for r in await self._all(q.list_messages(org_id, **filters))]
 
     async def message_bodies(self, ids: list[str]) -> dict[str, bytes]:
         rows = await self._all(q.message_bodies, {"ids": ids})
         return {r.id: bytes(r.body) for r in rows}
 
     # --- deliveries ---------------------------------------------------------------------
-    async def deliveries_of_messages(self, message_ids: list[str]) -> Rows:
+    async def deliveries_of_messages(self, message_ids: list[str]) -> list[Delivery]:
         if not message_ids:
             return []
-        return await self._all(q.deliveries_of_messages, {"message_ids": message_ids})
+        rows = await self._all(q.deliveries_of_messages, {"message_ids": message_ids})
+        return [Delivery.from_row(r) for r in rows]
 
-    async def get_delivery(self, org_id: str, delivery_id: str) -> Row[Any] | None:
-        return await self._one(q.get_delivery, {"org_id": org_id, "id": delivery_id})
+    async def get_delivery(self, org_id: str, delivery_id: str) -> Delivery | None:
+        row = await self._one(q.get_delivery, {"org_id": org_id, "id": delivery_id})
+        return None if row is None else Delivery.from_row(row)
 
-    async def list_deliveries(self, org_id: str, **filters: Any) -> Rows:
-        return await self._all(q.list_deliveries(org_id, **filters))
+    async def list_deliveries(self, org_id: str, **filters: Any) -> list[Delivery]:
+        rows = await self._all(q.list_deliveries(org_id, **filters))
+        return [Delivery.from_row(r) for r in rows]
 
-    async def list_attempts(self, delivery_id: str) -> Rows:
-        return await self._all(q.list_attempts, {"delivery_id": delivery_id})
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        rows = await self._all(q.list_attempts, {"delivery_id": delivery_id})
+        return [Attempt.from_row(r) for r in rows]
 
     async def lock_claims(self) -> None:
         """Serialize claims across processes (PostgreSQL; SQLite's write lock does it)."""

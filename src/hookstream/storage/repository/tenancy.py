@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from hookstream.models import Connector, Gateway, Trigger
 from hookstream.storage import queries as q
 from hookstream.storage.repository._base import Rows, _Base
 
@@ -48,11 +49,12 @@ class TenancyQueries(_Base):
             "b_org_id": org_id, "b_id": gateway_id, "b_new_hash": new_hash, "b_until": until,
         })
 
-    async def get_gateway(self, org_id: str, gateway_id: str) -> Row[Any] | None:
-        return await self._one(q.get_gateway, {"org_id": org_id, "id": gateway_id})
+    async def get_gateway(self, org_id: str, gateway_id: str) -> Gateway | None:
+        row = await self._one(q.get_gateway, {"org_id": org_id, "id": gateway_id})
+        return None if row is None else Gateway.from_row(row)
 
-    async def list_gateways(self, org_id: str, after: str | None, limit: int) -> Rows:
-        return await self._all(q.list_gateways(org_id, after, limit))
+    async def list_gateways(self, org_id: str, after: str | None, limit: int) -> list[Gateway]:
+        return [Gateway.from_row(r) for r in await self._all(q.list_gateways(org_id, after, limit))]
 
     async def update_gateway(self, org_id: str, gateway_id: str, **values: Any) -> int:
         return await self._count(
@@ -92,19 +94,23 @@ class TenancyQueries(_Base):
     async def insert_connector(self, **values: Any) -> None:
         await self.conn.execute(q.insert_connector, values)
 
-    async def get_connector(self, org_id: str, connector_id: str) -> Row[Any] | None:
-        return await self._one(q.get_connector, {"org_id": org_id, "id": connector_id})
+    async def get_connector(self, org_id: str, connector_id: str) -> Connector | None:
+        row = await self._one(q.get_connector, {"org_id": org_id, "id": connector_id})
+        return None if row is None else Connector.from_row(row)
 
-    async def get_alerts_connector(self, org_id: str) -> Row[Any] | None:
-        return await self._one(q.get_alerts_connector, {"org_id": org_id})
+    async def get_alerts_connector(self, org_id: str) -> Connector | None:
+        row = await self._one(q.get_alerts_connector, {"org_id": org_id})
+        return None if row is None else Connector.from_row(row)
 
     async def alert_targets(self, connector_ids: list[str]) -> Rows:
         if not connector_ids:
             return []
         return await self._all(q.alert_targets, {"ids": connector_ids})
 
-    async def list_connectors(self, org_id: str, after: str | None, limit: int) -> Rows:
-        return await self._all(q.list_connectors(org_id, after, limit))
+    async def list_connectors(self, org_id: str, after: str | None, limit: int
+                              ) -> list[Connector]:
+        rows = await self._all(q.list_connectors(org_id, after, limit))
+        return [Connector.from_row(r) for r in rows]
 
     async def update_connector(self, org_id: str, connector_id: str, **values: Any) -> int:
         return await self._count(
@@ -133,8 +139,9 @@ class TenancyQueries(_Base):
     async def insert_trigger_gateways(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_trigger_gateways, rows)
 
-    async def list_triggers(self, connector_id: str) -> Rows:
-        return await self._all(q.list_triggers, {"connector_id": connector_id})
+    async def list_triggers(self, connector_id: str) -> list[Trigger]:
+        rows = await self._all(q.list_triggers, {"connector_id": connector_id})
+        return [Trigger.from_row(r) for r in rows]
 
     async def trigger_gateway_ids(self, trigger_ids: list[str]) -> Rows:
         if not trigger_ids:
