@@ -17,7 +17,7 @@ RUN_STAMP  := $(VENV)/.installed-run-$(call sum,$(RUN_LOCKS))
 DEV_STAMP  := $(VENV)/.installed-dev-$(call sum,$(DEV_LOCKS))
 BENCH_STAMP := $(VENV)/.installed-bench-$(call sum,$(DEV_LOCKS) $(REQ)/bench.txt)
 
-.PHONY: run test lint install install-dev lock clean bench drills
+.PHONY: run test lint install install-dev lock clean bench bench-senders drills
 
 # The venv, with the locked pip and setuptools (no `--upgrade pip` to whatever is newest).
 define bootstrap
@@ -73,6 +73,15 @@ test: lint
 bench: $(DEV_STAMP)
 	@test -f $(BENCH_STAMP) || { $(PIP) install --quiet --require-hashes -r $(REQ)/bench.txt && rm -f $(VENV)/.installed-bench-* && touch $(BENCH_STAMP); } || echo "matplotlib could not be installed: charts will be skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# HTTP clients as webhook senders (bench/senders.py, about 20 s): aiohttp, hookstream's, against
+# pyreqwest, pycurl, a client on httptools and a bare asyncio protocol. Only aiohttp and httptools
+# are hookstream's dependencies; the others are reported "not installed" unless SENDERS_PYTHON is a
+# venv that has them (bench/senders.py's docstring shows one). SENDERS_ARGS='--requests 50000'.
+SENDERS_PYTHON ?= $(BIN)/python
+
+bench-senders: $(DEV_STAMP)
+	$(SENDERS_PYTHON) -m bench.senders $(SENDERS_ARGS)
 
 drills: $(DEV_STAMP)
 	$(BIN)/python -m drills $(DRILLS_ARGS)
