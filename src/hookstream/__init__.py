@@ -6,10 +6,13 @@ The layers, lowest first; a module imports its own layer and those below it, nev
     composition  cli, roles, __main__   what a command starts; plug-ins loaded by entry point
     plug-ins     thermostat/            the thermostat cloud: plants, Smarther API, OAuth2
                                         server, an intake hook; mounted, never imported below
-    adapters     web/                   the app, the API routers (web/api), the console
+    adapters     web/                   the app, thin API routers (web/api), the console;
+                                        both call the services, never each other
                  mqtt/                  the MQTT bridge (gateways publish here)
                  tools/                 simulate, the fleet simulator, the webhook receiver
-    services     services/              runtime, plug-in loading, audit, health, users, rekey
+    services     services/              one module per resource (organizations, gateways,
+                                        connectors, triggers, logs, replay), request schemas;
+                                        runtime, plug-in loading, audit, health, users, rekey
     pipeline     pipeline/              the flow a message takes:
                    message.py             the datastream message format
                    ingest/                one intake (group commit, idempotency, hooks); auth
@@ -21,7 +24,8 @@ The layers, lowest first; a module imports its own layer and those below it, nev
                    worker.py              claim -> deliver -> record
     storage      storage/, security/    tables, named queries, repository, migrations;
                                         passwords, the secret box, rate limits
-    foundation   errors, models, kinds, ids, settings, logs, metrics, readiness
+    foundation   errors, models (enums and typed records), kinds, ids, settings, logs,
+                 metrics, readiness
 """
 
 from __future__ import annotations
