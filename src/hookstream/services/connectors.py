@@ -13,12 +13,13 @@ from typing import Any
 
 import orjson
 
-from hookstream.errors import Conflict, NotFound
+from hookstream.errors import NotFound
 from hookstream.ids import first_id_at, new_id, now_ms
 from hookstream.models import Connector
 from hookstream.pipeline.deliver.signing import new_secret
 from hookstream.services.audit import audit
 from hookstream.services.paging import decode_cursor, page
+from hookstream.services.quotas import check_quota
 from hookstream.services.runtime import Runtime
 from hookstream.services.schemas import (
     Authentication,
@@ -133,13 +134,8 @@ async def create(rt: Runtime, org_id: str, body: ConnectorCreate) -> dict[str, A
     secret = body.secret or new_secret()
     async with rt.db.write() as conn:
         repo = Repository(conn)
-        most = rt.settings.max_connectors_per_org
-        if await repo.count_connectors(org_id) >= most:
-            raise Conflict(
-                f"the organization has {most} connectors, the most allowed "
-                "(HOOKSTREAM_MAX_CONNECTORS_PER_ORG); delete one first",
-                code="limit_reached",
-            )
+        check_quota(await repo.count_connectors(org_id), rt.settings.max_connectors_per_org,
+                    "connectors", "HOOKSTREAM_MAX_CONNECTORS_PER_ORG")
         await repo.insert_connector(
             id=connector_id, org_id=org_id, name=body.name, base_url=body.baseUrl,
             route_values=body.routes.values, route_events=body.routes.events,

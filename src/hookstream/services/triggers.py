@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hookstream.errors import Conflict, NotFound, ValidationFailed
+from hookstream.errors import NotFound, ValidationFailed
 from hookstream.ids import new_id, now_ms
 from hookstream.services.audit import audit
 from hookstream.services.connectors import not_found
+from hookstream.services.quotas import check_quota
 from hookstream.services.runtime import Runtime
 from hookstream.services.schemas import TriggerCreate
 from hookstream.services.times import rfc3339
@@ -45,13 +46,8 @@ async def create(rt: Runtime, org_id: str, connector_id: str, body: TriggerCreat
                     details=[{"field": "gatewayIds", "message": f"unknown gateway '{g}'"}
                              for g in unknown],
                 )
-        most = rt.settings.max_triggers_per_org
-        if await repo.count_triggers(org_id) >= most:
-            raise Conflict(
-                f"the organization has {most} triggers, the most allowed "
-                "(HOOKSTREAM_MAX_TRIGGERS_PER_ORG); delete one first",
-                code="limit_reached",
-            )
+        check_quota(await repo.count_triggers(org_id), rt.settings.max_triggers_per_org,
+                    "triggers", "HOOKSTREAM_MAX_TRIGGERS_PER_ORG")
         await repo.insert_trigger(
             id=trigger_id, org_id=org_id, connector_id=connector_id,
             kinds=",".join(body.kinds), all_gateways=body.allGateways, created_at=now,
