@@ -263,7 +263,7 @@ async def test_dns_rebinding_fails_the_connection_goes_to_the_checked_address() 
             assert len(public.received) == 1
             # The answer is cached for a few seconds; once it expires the next lookup is
             # checked again, and its answer now is refused.
-            client._connector.clear_dns_cache()
+            client.clear_dns_cache()
             second = await client.post(url, {}, b"{}")
             assert second.refused and second.error and "127.0.0.1" in second.error
             assert resolver.lookups == ["rebind.example"] * 2

@@ -1,23 +1,24 @@
-"""The HTTP client adapter: POSTs a webhook with aiohttp and reports what happened."""
+"""The HTTP client adapter: POSTs a webhook (``http11``) and reports what happened."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
 from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
 from hookstream.pipeline.deliver.addresses import REFUSED_HINT, IPNetwork, TargetPolicy
+from hookstream.pipeline.deliver.http11 import HttpError, Pool, Timeouts
 from hookstream.pipeline.deliver.retry import ABORT_HEADER_VALUE
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class GuardedResolver(AbstractResolver):
 
 
 class Sender:
-    """Holds one aiohttp session (connection pool) for every delivery of a worker."""
+    """Every POST of a worker: keep-alive pools by destination (``http11.Pool``), guarded DNS."""
 
     def __init__(
         self,
@@ -92,25 +93,15 @@ class Sender:
         allowed_networks: Iterable[IPNetwork | str] = (),
         https_only: bool = False,
         resolver: AbstractResolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``resolver`` replaces the system's DNS lookups (tests); its answers are guarded."""
+        """``resolver`` replaces the system's DNS lookups (tests), its answers guarded;
+        ``ssl_context`` the system's trusted roots."""
         networks = tuple(ipaddress.ip_network(n) for n in allowed_networks)
         self.policy = TargetPolicy(allow_private, networks, https_only)
-        self._timeout = aiohttp.ClientTimeout(
-            total=total_timeout, sock_connect=connect_timeout, connect=connect_timeout
-        )
-        self._connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            resolver=GuardedResolver(self.policy, resolver),
-            ttl_dns_cache=10,
-            enable_cleanup_closed=True,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=self._connector,
-            timeout=self._timeout,
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding",),
-        )
+        self._timeouts = Timeouts(connect=connect_timeout, total=total_timeout)
+        self._pool = Pool(limit=max_connections, resolver=GuardedResolver(self.policy, resolver),
+                          ssl_context=ssl_context)
 
     @classmethod
     def from_settings(
@@ -127,31 +118,31 @@ class Sender:
             resolver=resolver,
         )
 
-    def check_target(self, url: str) -> None:
-        """Refuse a URL by its scheme or IP-literal host; names are checked by the resolver.
-
-        aiohttp connects to an IP-literal host without asking the resolver, so this check is
-        the only one such a URL gets.
-        """
+    def check_target(self, url: str) -> URL:
+        """The URL, parsed; TargetRefused by its scheme or IP-literal host (names are checked
+        by the resolver, and an IP literal is connected to without one)."""
         why = self.policy.url_refusal(url)
         if why is not None:
             raise TargetRefused(why)
+        return URL(url)
 
-    def timeout(self, connect: float | None, total: float | None) -> aiohttp.ClientTimeout:
+    def clear_dns_cache(self) -> None:
+        """Look every name up again at its next connection."""
+        self._pool.clear_dns_cache()
+
+    def timeout(self, connect: float | None, total: float | None) -> Timeouts:
         """A connector's own timeouts, falling back to the deployment's."""
         if connect is None and total is None:
-            return self._timeout
-        connect = connect or self._timeout.connect
-        return aiohttp.ClientTimeout(
-            total=total or self._timeout.total, connect=connect, sock_connect=connect
-        )
+            return self._timeouts
+        return Timeouts(connect=connect or self._timeouts.connect,
+                        total=total or self._timeouts.total)
 
     async def post(
         self,
         url: str,
         headers: dict[str, str],
         body: bytes,
-        timeout: aiohttp.ClientTimeout | None = None,
+        timeout: Timeouts | None = None,
     ) -> AttemptResult:
         started = time.time()
         t0 = time.perf_counter()
@@ -162,29 +153,23 @@ class Sender:
             )
 
         try:
-            self.check_target(url)
-            async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False,
-                timeout=timeout or self._timeout,
-            ) as resp:
-                excerpt = await resp.content.read(RESPONSE_EXCERPT)
-                # Finish small bodies so the connection can be reused.
-                if not resp.content.at_eof():
-                    await resp.content.read(_DRAIN_LIMIT)
-                return done(
-                    status_code=resp.status,
-                    # PostgreSQL's text refuses NUL; the excerpt is for people anyway.
-                    response_body=excerpt.decode("utf-8", "replace").replace("\x00", "\ufffd")
-                    or None,
-                    retry_after=resp.headers.get("Retry-After"),
-                    abort=resp.headers.get("webhook-delivery", "").strip().lower()
-                    == ABORT_HEADER_VALUE,
-                )
+            resp = await self._pool.post(
+                self.check_target(url), headers, body, timeout or self._timeouts,
+                excerpt=RESPONSE_EXCERPT, drain=_DRAIN_LIMIT,
+            )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded attempt
             # A refused target is not worth retrying: the policy gives up on it at once.
             mapped = map_error(exc)
             return done(error=describe_error(exc), refused=isinstance(mapped, TargetRefused),
                         timed_out=isinstance(mapped, TimeoutError_))
+        return done(
+            status_code=resp.status,
+            # PostgreSQL's text refuses NUL; the excerpt is for people anyway.
+            response_body=resp.body.decode("utf-8", "replace").replace("\x00", "\ufffd")
+            or None,
+            retry_after=resp.headers.get("retry-after"),
+            abort=resp.headers.get("webhook-delivery", "").strip().lower() == ABORT_HEADER_VALUE,
+        )
 
     async def post_form(
         self, url: str, form: dict[str, str], basic: tuple[str, str], limit: int = 64 * 1024
@@ -194,24 +179,25 @@ class Sender:
         Failures raise the most specific DeliveryError.
         """
         try:
-            self.check_target(url)
+            parsed = self.check_target(url)
             # RFC 6749 2.3.1: client id and secret are form-encoded, then HTTP Basic.
             pair = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
             headers = {
                 "Accept": "application/json",
                 "Authorization": "Basic " + base64.b64encode(pair).decode(),
+                "Content-Type": "application/x-www-form-urlencoded",
+                "User-Agent": "hookstream/0.1",
             }
-            async with self._session.post(
-                url, data=form, headers=headers, allow_redirects=False
-            ) as resp:
-                return resp.status, await resp.content.read(limit)
+            resp = await self._pool.post(parsed, headers, urlencode(form).encode(),
+                                         self._timeouts, excerpt=limit, drain=limit)
+            return resp.status, resp.body
         except DeliveryError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to the most specific DeliveryError
             raise map_error(exc) from exc
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -221,18 +207,16 @@ def describe_error(exc: BaseException) -> str:
 
 
 def map_error(exc: BaseException) -> DeliveryError:
-    """The most specific DeliveryError for an aiohttp or OS error (original in __cause__)."""
+    """The most specific DeliveryError for a client or OS error (original in __cause__)."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, TargetRefused):
             return cause
         cause = cause.__cause__
     mapped: DeliveryError
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         mapped = TimeoutError_("no complete answer within the timeout")
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        mapped = ConnectError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
-    elif isinstance(exc, aiohttp.ClientError | OSError):
+    elif isinstance(exc, OSError | HttpError):
         mapped = ConnectError(str(exc) or type(exc).__name__)
     else:
         mapped = DeliveryError(str(exc) or type(exc).__name__)
