@@ -207,6 +207,23 @@ async def test_concurrent_posts_to_an_aiohttp_receiver() -> None:
     assert sorted(r.path for r in receiver.received) == sorted(f"/c/{i}" for i in range(200))
 
 
+async def test_the_client_runs_on_uvloop() -> None:
+    # Workers run on uvloop, whose transports are not asyncio's classes.
+    import uvloop
+
+    async with running_receiver() as receiver:
+        async def posts() -> list[int | None]:
+            client = sender()
+            try:
+                return [(await client.post(receiver.url + "/uv", {}, b"{}")).status_code
+                        for _ in range(5)]
+            finally:
+                await client.close()
+
+        statuses = await asyncio.to_thread(uvloop.run, posts())
+    assert statuses == [204] * 5 and len(receiver.received) == 5
+
+
 # --- TLS ---------------------------------------------------------------------------------
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
