@@ -18,7 +18,7 @@ from yarl import URL
 
 from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
 from hookstream.pipeline.deliver.addresses import REFUSED_HINT, IPNetwork, TargetPolicy
-from hookstream.pipeline.deliver.http11 import HttpError, Pool, Timeouts
+from hookstream.pipeline.deliver.http11 import HttpError, Pool, Target, Timeouts
 from hookstream.pipeline.deliver.retry import ABORT_HEADER_VALUE
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 RESPONSE_EXCERPT = 1024
 _DRAIN_LIMIT = 64 * 1024
+_MOST_TARGETS = 4096  # URLs remembered parsed and checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Sender:
         networks = tuple(ipaddress.ip_network(n) for n in allowed_networks)
         self.policy = TargetPolicy(allow_private, networks, https_only)
         self._timeouts = Timeouts(connect=connect_timeout, total=total_timeout)
+        self._targets: dict[str, Target | TargetRefused] = {}
         self._pool = Pool(limit=max_connections, resolver=GuardedResolver(self.policy, resolver),
                           ssl_context=ssl_context)
 
@@ -118,13 +120,21 @@ class Sender:
             resolver=resolver,
         )
 
-    def check_target(self, url: str) -> URL:
+    def check_target(self, url: str) -> Target:
         """The URL, parsed; TargetRefused by its scheme or IP-literal host (names are checked
-        by the resolver, and an IP literal is connected to without one)."""
-        why = self.policy.url_refusal(url)
-        if why is not None:
-            raise TargetRefused(why)
-        return URL(url)
+        by the resolver, and an IP literal is connected to without one).
+
+        Remembered per URL: a connector's few routes are parsed once, not per delivery."""
+        known = self._targets.get(url)
+        if known is None:
+            why = self.policy.url_refusal(url)
+            known = TargetRefused(why) if why is not None else Target.of(URL(url))
+            if len(self._targets) >= _MOST_TARGETS:
+                self._targets.clear()
+            self._targets[url] = known
+        if isinstance(known, TargetRefused):
+            raise TargetRefused(str(known))
+        return known
 
     def clear_dns_cache(self) -> None:
         """Look every name up again at its next connection."""

@@ -20,6 +20,7 @@ or streaming uploads. What it does need is here:
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import ssl
 import time
@@ -196,18 +197,28 @@ class _Connection(asyncio.Protocol):
                 and self.transport is not None and not self.transport.is_closing()
                 and self._keep_alive)
 
-    async def request(self, data: bytes, excerpt: int, drain: int) -> Response:
-        assert self.transport is not None
-        if self._lost or self.transport.is_closing():
+    async def request(self, data: bytes, excerpt: int, drain: int, deadline: float
+                      ) -> Response:
+        """Write one request; its answer, or TimeoutError at ``deadline`` (loop time)."""
+        transport = self.transport
+        assert transport is not None
+        if self._lost or transport.is_closing():
             raise Disconnected("the connection was closed")
         self._reset(excerpt, drain)
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
         self._waiter = waiter
+        # One timer per request (asyncio.timeout costs a context manager and a reschedule).
+        timer = loop.call_at(deadline, self._deadline_passed)
         try:
-            self.transport.write(data)
+            transport.write(data)
             return await waiter
         finally:
+            timer.cancel()
             self._waiter = None
+
+    def _deadline_passed(self) -> None:
+        self._fail(TimeoutError("no complete answer within the timeout"))
 
     def abort(self) -> None:
         self._lost = True
@@ -215,20 +226,29 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-# A header name or value may not carry a line break (request splitting) or a NUL.
-_FORBIDDEN = str.maketrans("", "", "\r\n\x00")
+def _request_bytes(target: Target, headers: dict[str, str], body: bytes) -> bytes:
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    # A line break in a name or value would split the request; a NUL is refused by servers.
+    n = len(headers)
+    if block.count("\n") != n or block.count("\r") != n or "\x00" in block:
+        bad = next(k for k, v in headers.items() if any(c in k + v for c in "\r\n\x00"))
+        raise BadRequest(f"the header {bad!r} holds a line break or NUL")
+    return (f"POST {target.path} HTTP/1.1\r\nHost: {target.host}\r\n"
+            f"Content-Length: {len(body)}\r\n{block}\r\n").encode() + body
 
 
-def _request_bytes(method: str, target: str, host: str, headers: dict[str, str],
-                   body: bytes) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-    for name, value in headers.items():
-        text = f"{name}: {value}"
-        if len(text.translate(_FORBIDDEN)) != len(text):
-            raise BadRequest(f"the header {name!r} holds a line break or NUL")
-        lines.append(text)
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1", "replace") + body
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes, parsed once: the pool's key, the request target and ``Host``."""
+
+    key: tuple[str, str, int]  # scheme, host (IDNA), port
+    path: str
+    host: str
+
+    @classmethod
+    def of(cls, url: URL) -> Target:
+        return cls((url.scheme, url.raw_host or "", url.port or 0), url.raw_path_qs or "/",
+                   host_header(url))
 
 
 def host_header(url: URL) -> str:
@@ -254,7 +274,9 @@ class Pool:
 
     def __init__(self, *, limit: int, resolver: Resolver,
                  ssl_context: ssl.SSLContext | None = None) -> None:
-        self._limit = asyncio.Semaphore(limit)
+        # A plain counter and queue: asyncio.Semaphore.locked() scans its waiters each time.
+        self._free = limit
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._most_idle = limit
         self._idle_total = 0
@@ -309,22 +331,49 @@ class Pool:
             conn.abort()
         return None
 
+    async def _acquire(self, deadline: float) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot just as it gave up: pass it on
+            else:
+                waiter.cancel()
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
     async def post(
-        self, url: URL, headers: dict[str, str], body: bytes, timeouts: Timeouts, *,
+        self, target: Target, headers: dict[str, str], body: bytes, timeouts: Timeouts, *,
         excerpt: int, drain: int,
     ) -> Response:
         """POST ``body``; TimeoutError past a timeout, OSError or HttpError when it failed."""
         if self._closed:
             raise Disconnected("the client is closed")
-        key = (url.scheme, url.raw_host or "", url.port or 0)
-        data = _request_bytes("POST", url.raw_path_qs, host_header(url), headers, body)
-        async with asyncio.timeout(timeouts.total), self._limit:
+        data = _request_bytes(target, headers, body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total
+        await self._acquire(deadline)
+        try:
+            key = target.key
             conn = self._take_idle(key)
             if conn is None:
-                async with asyncio.timeout(timeouts.connect):
+                async with asyncio.timeout_at(min(deadline, loop.time() + timeouts.connect)):
                     conn = await self._connect(key)
             try:
-                response = await conn.request(data, excerpt, drain)
+                response = await conn.request(data, excerpt, drain, deadline)
             except BaseException:
                 conn.abort()
                 raise
@@ -335,6 +384,8 @@ class Pool:
             else:
                 conn.abort()
             return response
+        finally:
+            self._release()
 
     async def close(self) -> None:
         self._closed = True

@@ -1,7 +1,8 @@
 """Batched writes of attempt outcomes: one transaction for many deliveries.
 
-A worker hands each outcome to ``Recorder.put``; the recorder writes what has gathered
-every ``flush_ms`` or every ``batch`` outcomes. The write runs under ``asyncio.shield`` and
+A worker hands each outcome to ``Recorder.put``; the recorder writes what has gathered as
+soon as a turn of the event loop brings no more (group commit: what arrives meanwhile forms
+the next batch), at most ``batch`` outcomes and ``flush_ms`` of gathering per write. The write runs under ``asyncio.shield`` and
 is retried until it succeeds, so neither a cancellation nor a database hiccup loses it.
 """
 
@@ -78,15 +79,17 @@ class Recorder:
             first = await self._queue.get()
             pending = [first]
             deadline = time.monotonic() + self._flush_s
-            while len(pending) < self._batch:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:  # asyncio.timeout: wait_for can swallow a cancellation on Python 3.11
-                    async with asyncio.timeout(timeout):
-                        pending.append(await self._queue.get())
-                except TimeoutError:
-                    break
+            # Group commit: take what the tasks ready to run add, and write as soon as a turn
+            # of the loop adds nothing (or the batch is full, or flush_ms has passed). The
+            # next batch gathers while this one is written, so batches grow with the load
+            # and a lone outcome is not held for flush_ms.
+            while len(pending) < self._batch and time.monotonic() < deadline:
+                if self._queue.empty():
+                    await asyncio.sleep(0)
+                    if self._queue.empty():
+                        break
+                while not self._queue.empty() and len(pending) < self._batch:
+                    pending.append(self._queue.get_nowait())
             self._writing = asyncio.ensure_future(self._write_until_done(pending))
             await asyncio.shield(self._writing)
 
