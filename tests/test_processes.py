@@ -205,3 +205,81 @@ async def test_sigkill_of_serve_right_after_202_loses_nothing(
             await api.aclose()
         assert code == 0, log.read_text()[-3000:]
         assert set(rec.ids()) == set(ids)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_serve_delivers_from_a_worker_process_and_takes_it_down_with_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(settings, HOOKSTREAM_LISTEN=f"127.0.0.1:{port}", HOOKSTREAM_WORKERS="1")
+    log = tmp_path / "serve.log"
+    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    async with running_receiver() as rec:
+        serve = spawn(hookstream_cmd("serve"), env, log)
+        try:
+            await wait_ready(serve, log, url=f"http://127.0.0.1:{port}/readyz",
+                             what="hookstream serve")
+            workers = children_of(serve.pid)
+            assert len(workers) == 1, (workers, log.read_text()[-2000:])
+            assert "1 delivery worker process" in log.read_text()
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            org = (await api.post("/api/v1/organizations", json={"name": "P"},
+                                  headers=admin)).json()
+            auth = {"Authorization": f"Bearer {org['apiKey']}"}
+            gw = (await api.post("/api/v1/gateways", json={"name": "g"}, headers=auth)).json()
+            con = (await api.post("/api/v1/connectors", headers=auth, json={
+                "name": "r", "baseUrl": rec.url, "active": True,
+                "routes": {"values": "/v", "events": "/e", "alarms": "/a"}})).json()
+            await api.post(f"/api/v1/connectors/{con['id']}/triggers", headers=auth,
+                           json={"kinds": ["values"], "allGateways": True})
+            token = {"Authorization": f"Bearer {gw['ingestToken']}"}
+            resp = await api.post("/ingest/v1/values", headers=token,
+                                  json=[value(i) for i in range(50)])
+            assert resp.status_code == 202
+            ids = set(resp.json()["ids"])
+
+            async def all_arrived() -> bool:
+                return set(rec.ids()) >= ids
+
+            # Woken through its pipe: well before the poll interval would have found them.
+            await eventually(all_arrived, timeout=60)
+
+            async def counted() -> bool:
+                text = (await api.get("/metrics")).text
+                line = next((x for x in text.splitlines() if x.startswith(
+                    'hookstream_delivery_attempts_total{outcome="delivered"}')), "")
+                return line != "" and float(line.split()[-1]) >= 50
+
+            # The worker process counts the attempts; the API's /metrics shows them.
+            await eventually(counted, timeout=30, what="the worker's attempts in /metrics")
+        finally:
+            serve.send_signal(signal.SIGKILL)
+            serve.wait(10)
+            await api.aclose()
+
+        async def workers_gone() -> bool:
+            return not any(alive(pid) for pid in workers)
+
+        # Killed with SIGKILL, the parent cannot stop them: its end of their pipe closing does.
+        await eventually(workers_gone, timeout=60, what="the worker process to stop")

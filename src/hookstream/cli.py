@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -65,9 +68,10 @@ def _logging(settings: Settings) -> None:
 
 
 async def _start(
-    settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False
+    settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False,
+    worker_processes: int = 0,
 ) -> None:
-    from hookstream.roles import run_roles
+    from hookstream.roles import SUPERVISED, run_roles
     from hookstream.services.runtime import Runtime
     from hookstream.storage import migrate as migrations
 
@@ -82,16 +86,23 @@ async def _start(
             from hookstream.services.users import ensure_local_user
 
             local = await ensure_local_user(runtime)
-        _banner(runtime, api=api, worker=worker, mqtt=mqtt, local=local)
-        await run_roles(runtime, api=api, worker=worker, mqtt=mqtt)
+        if not os.environ.get(SUPERVISED):  # serve's banner speaks for its workers
+            _banner(runtime, api=api, worker=worker, mqtt=mqtt, local=local,
+                    worker_processes=worker_processes)
+        await run_roles(runtime, api=api, worker=worker, mqtt=mqtt,
+                        worker_processes=worker_processes)
     finally:
         await runtime.close()
 
 
-def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool, local: Any = None) -> None:
+def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool, local: Any = None,
+            worker_processes: int = 0) -> None:
     s: Settings = runtime.settings
+    workers = (f"{worker_processes} delivery worker process"
+               + ("es" if worker_processes > 1 else "")) if worker_processes else ""
     roles = " + ".join(
-        r for r, on in (("api", api), ("delivery worker", worker), ("MQTT bridge", mqtt)) if on
+        r for r, on in (("api", api), ("delivery worker", worker), (workers, bool(workers)),
+                        ("MQTT bridge", mqtt)) if on
     )
     db = s.database_url if s.is_sqlite else "PostgreSQL"
     out.print(f"[bold]hookstream[/] {roles} on {db}", highlight=False)
@@ -131,7 +142,21 @@ def serve() -> None:
     is set, the MQTT bridge (migrates first)."""
     settings = _settings()
     _logging(settings)
-    _run(_start(settings, api=True, worker=True, migrate=True, mqtt=settings.mqtt_url is not None))
+    processes = settings.workers
+    if processes is None:
+        processes = 1 if (os.cpu_count() or 1) >= 2 else 0
+    metrics_dir = None
+    if processes:
+        # Counters of every process in one /metrics (prometheus_client's multiprocess mode);
+        # set before prometheus_client is first imported, here and in the children.
+        metrics_dir = tempfile.mkdtemp(prefix="hookstream-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run(_start(settings, api=True, worker=not processes, migrate=True,
+                    mqtt=settings.mqtt_url is not None, worker_processes=processes))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()

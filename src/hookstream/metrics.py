@@ -1,11 +1,21 @@
 """Prometheus metrics: served at ``/metrics`` by the API, and on ``HOOKSTREAM_METRICS_LISTEN`` by
-processes without one (``hookstream worker``, ``hookstream mqtt``)."""
+processes without one (``hookstream worker``, ``hookstream mqtt``). ``serve`` with worker
+processes shares them through prometheus_client's multiprocess mode (``exposition``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -34,7 +44,8 @@ MQTT_REFUSED = Counter(
     ["reason"],
 )
 MQTT_CONNECTED = Gauge(
-    "hookstream_mqtt_connected", "1 while this process's MQTT bridge is connected to the broker"
+    "hookstream_mqtt_connected", "1 while this process's MQTT bridge is connected to the broker",
+    multiprocess_mode="livemax",
 )
 MQTT_DUPLICATES = Counter(
     "hookstream_mqtt_duplicates_total",
@@ -94,3 +105,14 @@ class QueueCollector(Collector):
 
 QUEUE = QueueCollector()
 REGISTRY.register(QUEUE)
+
+
+def exposition() -> bytes:
+    """What ``/metrics`` answers: this process's metrics, or, when ``serve`` runs workers in
+    child processes (prometheus_client's multiprocess mode), every process's together."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(QUEUE)
+    return generate_latest(registry)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,116 @@ from hookstream.services.runtime import Runtime
 
 if TYPE_CHECKING:
     import uvicorn
+
+log = logging.getLogger(__name__)
+
+# Set in a worker process ``serve`` started: its standard input is the parent's wake-up pipe.
+SUPERVISED = "HOOKSTREAM_SUPERVISED"
+READY_LINE = b"hookstream ready:"
+# How long a worker process gets to finish its requests and write their outcomes at shutdown.
+STOP_GRACE = 30.0
+
+
+class WorkerProcesses:
+    """``serve``'s delivery workers, each a ``hookstream worker`` child process.
+
+    Their log lines are relayed to this process's standard error; a worker's readiness line
+    is read (not relayed) so the parent tells one "hookstream ready" for all. Each child's
+    standard input is a wake-up pipe: a byte per batch of ``Wakeup.set`` in the parent (on
+    SQLite there is no NOTIFY), and end-of-file when the parent is gone, killed or not, so
+    no child outlives it. A child that dies is started again after a second.
+    """
+
+    def __init__(self, count: int, on_ready: Callable[[], None]) -> None:
+        self._count = count
+        self._on_ready = on_ready
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._ready: set[int] = set()
+        self._stopping = False
+        self._wake_pending = False
+
+    def wake(self) -> None:
+        """Forward a wake-up to every child, at most once per turn of the event loop."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        for proc in self._procs.values():
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                with contextlib.suppress(OSError, RuntimeError):
+                    proc.stdin.write(b"w")
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._keep(i) for i in range(self._count)))
+
+    async def _keep(self, index: int) -> None:
+        env = {**os.environ, SUPERVISED: str(os.getpid())}
+        env.pop("HOOKSTREAM_METRICS_LISTEN", None)  # the parent's /metrics covers them
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hookstream", "worker", env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C reaches the parent, which stops it.
+                start_new_session=True,
+            )
+            self._procs[index] = proc
+            assert proc.stdout is not None
+            async for line in proc.stdout:
+                if READY_LINE in line and index not in self._ready:
+                    self._ready.add(index)
+                    if len(self._ready) == self._count:
+                        self._on_ready()
+                    continue
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+            code = await proc.wait()
+            self._procs.pop(index, None)
+            _process_gone(proc.pid)
+            if self._stopping:
+                return
+            log.error("worker process %d (pid %d) exited with %s; starting it again in 1 s",
+                      index + 1, proc.pid, code)
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """Ask every child to stop (SIGTERM), and kill one still running after STOP_GRACE."""
+        self._stopping = True
+        procs = list(self._procs.values())
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE)
+            except TimeoutError:
+                log.error("worker process %d did not stop in %.0f s; killing it",
+                          proc.pid, STOP_GRACE)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+def _process_gone(pid: int) -> None:
+    """Drop a finished process's live gauges from the shared metrics (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+async def _read_wakeups(wakeup: Any, stop: asyncio.Event) -> None:
+    """In a supervised worker: standard input's bytes are wake-ups; its end, a stop."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        wakeup.set()
+    log.info("the serve process is gone; stopping")
+    stop.set()
 
 def _uvicorn_server(runtime: Runtime, on_started: Callable[[], None]) -> uvicorn.Server:
     import uvicorn
@@ -49,14 +162,17 @@ def _uvicorn_server(runtime: Runtime, on_started: Callable[[], None]) -> uvicorn
     return Server(config)
 
 
-async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False) -> None:
-    """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM."""
+async def run_roles(
+    runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False, worker_processes: int = 0,
+) -> None:
+    """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM; with
+    ``worker_processes``, that many workers in child processes (``serve``) instead."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     settings, readiness = runtime.settings, runtime.readiness
-    for role, on in (("api", api), ("worker", worker), ("mqtt", mqtt)):
+    for role, on in (("api", api), ("worker", worker or worker_processes > 0), ("mqtt", mqtt)):
         if on:
             readiness.expect(role)
     health = None
@@ -90,6 +206,13 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
         tasks["metrics"] = asyncio.create_task(
             QueueSampler(runtime.db, settings.metrics_sample_seconds).run()
         )
+    children = None
+    if worker_processes > 0:
+        children = WorkerProcesses(worker_processes, lambda: readiness.ready("worker"))
+        runtime.wakeup.forward_to(children.wake)
+        tasks["workers"] = asyncio.create_task(children.run())
+    if os.environ.get(SUPERVISED):
+        tasks["wakeups"] = asyncio.create_task(_read_wakeups(runtime.wakeup, stop))
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -103,7 +226,9 @@ async def run_roles(runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = F
             await asyncio.gather(tasks["api"], return_exceptions=True)
         if "mqtt" in tasks:
             await asyncio.gather(tasks["mqtt"], return_exceptions=True)
-        for role in ("metrics", "retention", "worker"):
+        if children is not None:
+            await children.stop()
+        for role in ("metrics", "retention", "worker", "wakeups"):
             if role in tasks:
                 tasks[role].cancel()
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)

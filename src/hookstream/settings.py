@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
+    # Worker processes ``serve`` starts beside its API (0: the worker runs inside it);
+    # unset: one when the machine has two cores or more.
+    workers: int | None = Field(default=None, ge=0, le=64)
     claim_batch: int = Field(default=256, ge=1)
     # Requests in flight to one connector across every worker (a connector may set its own).
     connector_max_concurrency: int = Field(default=64, ge=1)

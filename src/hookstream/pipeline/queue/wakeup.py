@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -21,9 +22,16 @@ class Wakeup:
         self._event = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._forward: list[Callable[[], None]] = []
+
+    def forward_to(self, callback: Callable[[], None]) -> None:
+        """Also call ``callback`` on every ``set`` (``serve`` wakes its worker processes)."""
+        self._forward.append(callback)
 
     def set(self) -> None:
         self._event.set()
+        for callback in self._forward:
+            callback()
 
     def at(self, when: float) -> None:
         """Wake at loop time ``when`` (keeps only the earliest pending timer)."""

@@ -2,8 +2,9 @@
 
 A worker hands each outcome to ``Recorder.put``; the recorder writes what has gathered as
 soon as a turn of the event loop brings no more (group commit: what arrives meanwhile forms
-the next batch), at most ``batch`` outcomes and ``flush_ms`` of gathering per write. The write runs under ``asyncio.shield`` and
-is retried until it succeeds, so neither a cancellation nor a database hiccup loses it.
+the next batch), at most ``batch`` outcomes and ``flush_ms`` of gathering per write. The
+write runs under ``asyncio.shield`` and is retried until it succeeds, so neither a
+cancellation nor a database hiccup loses it.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from hookstream.metrics import exposition
 from hookstream.services.health import readiness_report
 from hookstream.web.api.common import RuntimeDep
 from hookstream.web.api.responses import JSON
@@ -30,4 +31,4 @@ async def readyz(rt: RuntimeDep) -> dict[str, Any] | JSON:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
