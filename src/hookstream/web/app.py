@@ -50,6 +50,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.api_max_body_bytes)
+    # Outermost but for Starlette's error middleware: ingest skips the router (web/ingest.py).
+    app.add_middleware(ingest.IngestLane, runtime=runtime)
     errors.install(app)
     for module in (organizations, gateways, connectors, alerts, logs, replay, health):
         app.include_router(module.router)

@@ -30,7 +30,11 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
 def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    return bearer_token(request.headers.get("authorization", ""))
+
+
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; Unauthorized otherwise."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <key>'")
@@ -71,6 +75,6 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1-1000)
 Cursor = Annotated[str | None, Query(description="nextCursor of the previous page")]
 
 __all__ = [
-    "Cursor", "Limit", "OrgId", "RuntimeDep", "bearer", "decode_cursor", "encode_cursor", "page",
-    "parse_time", "require_admin", "require_org", "rfc3339", "runtime",
+    "Cursor", "Limit", "OrgId", "RuntimeDep", "bearer", "bearer_token", "decode_cursor",
+    "encode_cursor", "page", "parse_time", "require_admin", "require_org", "rfc3339", "runtime",
 ]
