@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -94,11 +97,16 @@ class Database:
             kwargs["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         # SQLite has one writer at a time. Writers of this process queue here instead of in
-        # SQLite's busy handler, which sleeps in steps of up to 100 ms between tries.
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms between tries; writers
+        # of other processes on the same file (serve's worker processes) queue on a file lock
+        # beside it, for the same reason.
         self._write_lock: asyncio.Lock | None = None
+        self._file_lock: FileLock | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine, settings.sqlite_synchronous)
             self._write_lock = asyncio.Lock()
+            if db_path and db_path != ":memory:":
+                self._file_lock = FileLock(Path(db_path).with_name(Path(db_path).name + ".lock"))
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -107,8 +115,17 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            if self._file_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            await self._file_lock.acquire()
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                self._file_lock.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -120,6 +137,50 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._file_lock is not None:
+            self._file_lock.close()
+
+
+# As long as SQLite's own busy_timeout.
+LOCK_TIMEOUT = 30.0
+
+
+class FileLock:
+    """An exclusive lock between processes (``flock`` on a file of its own).
+
+    Taken without a thread when free; otherwise a thread waits for it, so the kernel hands it
+    over the moment it is released rather than at a polling step. A waiter cancelled meanwhile
+    releases the lock once its thread gets it."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    async def acquire(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.get_running_loop().run_in_executor(
+            None, fcntl.flock, self._fd, fcntl.LOCK_EX)
+        try:
+            async with asyncio.timeout(LOCK_TIMEOUT):
+                await asyncio.shield(waiting)
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            waiting.add_done_callback(
+                lambda f: None if f.cancelled() or f.exception() else self.release())
+            if isinstance(exc, TimeoutError):
+                raise StorageError(
+                    f"another process has held the database's write lock for {LOCK_TIMEOUT:g} s"
+                ) from exc
+            raise
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
