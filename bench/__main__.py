@@ -43,14 +43,15 @@ from bench.common import (
 from bench.drain import drain
 from bench.fanout import fanout
 from bench.ingest import Reference, ingest
-from bench.latency import latency
+from bench.latency import latency, sustained
 from bench.mqtt import mosquitto_missing, mqtt_ingest
 from bench.profile import py_spy
 from bench.targets import verdict
 
-BENCHMARKS = ("drain", "ingest", "latency", "fanout", "isolation", "backlog", "mqtt")
+BENCHMARKS = ("drain", "ingest", "latency", "sustained", "fanout", "isolation", "backlog",
+              "mqtt")
 QUICK = dict(deliveries=5_000, ingest_seconds=3.0, ingest_warmup=0.5, latency_seconds=3.0,
-             fanout_messages=50, backlog=50_000, mqtt_messages=5_000)
+             sustained_seconds=2.0, fanout_messages=50, backlog=50_000, mqtt_messages=5_000)
 FULL = dict(deliveries=100_000, ingest_seconds=15.0, latency_seconds=30.0,
             fanout_messages=1000, backlog=1_000_000, mqtt_messages=100_000)
 
@@ -177,10 +178,21 @@ async def run(options: Options, workers: list[int]) -> dict[str, Any]:
         if "latency" in options.only:
             for dbs in databases:
                 await attempt(f"latency {dbs.label}", partial(latency, ws, dbs, receiver, options))
+        if "sustained" in options.only:  # make run's serve: SQLite
+            await attempt(f"sustained {databases[0].label}",
+                          partial(sustained, ws, databases[0], receiver, options))
         if options.only & {"fanout", "isolation"}:
             for dbs in databases:
                 await attempt(f"fan-out {dbs.label}", partial(
                     fanout, ws, dbs, receiver, options, "isolation" in options.only))
+            # Fan-out's target is a share of the same database's drain (1 worker).
+            for fig in figures:
+                if fig.benchmark == "fanout":
+                    drained = next((f for f in figures if f.benchmark == "drain"
+                                    and f.database == fig.database
+                                    and f.details.get("workers") == 1), None)
+                    if drained is not None:
+                        fig.details["drainPerSecond"] = drained.value
         # The large backlog and MQTT on SQLite (hookstream's default, one node) only.
         sqlite = databases[0]
         if "backlog" in options.only:

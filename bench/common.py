@@ -63,8 +63,11 @@ class Options:
     mqtt_inflight: int = 1000
     sqlite_synchronous: str = "full"
     postgresql_url: str | None = None
-    only: frozenset[str] = frozenset({"drain", "ingest", "latency", "fanout", "isolation",
-                                      "backlog", "mqtt"})
+    # The sustained rate of serve: offered rates tried in turn, each this long.
+    sustained_rates: tuple[float, ...] = (250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0)
+    sustained_seconds: float = 5.0
+    only: frozenset[str] = frozenset({"drain", "ingest", "latency", "sustained", "fanout",
+                                      "isolation", "backlog", "mqtt"})
     profile: bool = False
     keep: bool = False
 

@@ -2,14 +2,18 @@
 
 Single-message POSTs leave evenly paced (open loop: 1,000 msg/s for 10 s by default), each
 carrying the time it was due to leave in ``payload``; the receiver notes ``arrival -
-payload``. On SQLite the service is ``hookstream serve`` (API and worker in one process, woken
-in process); on PostgreSQL an ``api`` and a ``worker`` process (woken by NOTIFY). The
+payload``. On SQLite the service is ``hookstream serve`` (its API and its worker process,
+woken through a pipe); on PostgreSQL an ``api`` and a ``worker`` process (woken by NOTIFY). The
 reference, measured just before: the same paced client POSTing straight to the receiver.
+
+``sustained``: the highest offered rate at which ``serve`` keeps ingest-to-receiver p99 within
+``SUSTAINED_P99_MS`` (and accepts what is offered), against the drain's bare aiohttp client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -86,6 +90,49 @@ async def latency(ws: Workspace, dbs: Databases, receiver: Receiver, options: Op
     for rate in options.latency_rates:
         figures.extend(await _latency(ws, dbs, receiver, options, rate))
     return figures
+
+
+SUSTAINED_P99_MS = 100.0
+
+
+async def sustained(ws: Workspace, dbs: Databases, receiver: Receiver, options: Options
+                    ) -> list[Figure]:
+    """The sustained rate of ``serve``: offered rates in turn, until p99 passes the bound."""
+    from bench.drain import reference
+
+    say(f"sustained ({dbs.label}): reference, the bare aiohttp client")
+    ref_rate, ref_details = await reference(receiver, options)
+    url = await dbs.new()
+    paced = replace(options, latency_seconds=options.sustained_seconds)
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, Any]] | None = None
+    async with hookstream_api(ws, "serve", url) as (api, base):
+        tenant = await create_tenant(base, ws.admin_key, receiver.url,
+                                     options.connector_limit())
+        await _warm_up(receiver, base, tenant.ingest_headers)
+        for rate in options.sustained_rates:
+            say(f"sustained ({dbs.label}): {rate:,.0f} msg/s for {paced.latency_seconds:g} s")
+            measured, more = await _paced(
+                receiver, f"{base}/ingest/v1/{KIND}", lambda i: tenant.ingest_headers, 202,
+                rate, paced, [api],
+            )
+            accepted = more.get("acceptedPerSecond") or 0.0
+            held = (measured["p99"] is not None and measured["p99"] <= SUSTAINED_P99_MS
+                    and accepted >= 0.95 * rate)
+            tried.append({"offered": rate, "accepted": accepted, "p50": measured["p50"],
+                          "p99": measured["p99"], "held": held, "cpu": more.get("cpu")})
+            if not held:
+                break
+            best = (rate, measured)
+    rate_held = best[0] if best else 0.0
+    p50 = best[1]["p50"] if best else None
+    say(f"sustained ({dbs.label}): {rate_held:,.0f} msg/s held (p50 {p50} ms)")
+    return [Figure(
+        "sustained", f"sustained rate of serve, p99 ≤{SUSTAINED_P99_MS:g} ms", dbs.label,
+        rate_held, "msg/s", ref_rate, "bare aiohttp client → receiver, requests/s",
+        details={"p50Ms": p50, "tried": tried, "reference": ref_details,
+                 "seconds": paced.latency_seconds},
+    )]
 
 
 async def _latency(ws: Workspace, dbs: Databases, receiver: Receiver, options: Options,
