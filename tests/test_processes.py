@@ -38,6 +38,21 @@ async def slow_ok(_: Received, __: int) -> web.Response:
     return web.Response(status=204)
 
 
+async def wire(api: httpx.AsyncClient, name: str, receiver_url: str) -> dict[str, str]:
+    """Through a running service's API: an organization, a gateway, a connector to the
+    receiver with a trigger for values; the gateway's ingest headers."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    org = (await api.post("/api/v1/organizations", json={"name": name}, headers=admin)).json()
+    auth = {"Authorization": f"Bearer {org['apiKey']}"}
+    gw = (await api.post("/api/v1/gateways", json={"name": "g"}, headers=auth)).json()
+    con = (await api.post("/api/v1/connectors", headers=auth, json={
+        "name": "r", "baseUrl": receiver_url, "active": True,
+        "routes": {"values": "/v", "events": "/e", "alarms": "/a"}})).json()
+    await api.post(f"/api/v1/connectors/{con['id']}/triggers", headers=auth,
+                   json={"kinds": ["values"], "allGateways": True})
+    return {"Authorization": f"Bearer {gw['ingestToken']}"}
+
+
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -172,17 +187,7 @@ async def test_sigkill_of_serve_right_after_202_loses_nothing(
         try:
             await wait_ready(serve, log, url=f"http://127.0.0.1:{port}/readyz",
                              what="hookstream serve")
-            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            org = (await api.post("/api/v1/organizations", json={"name": "K"},
-                                  headers=admin)).json()
-            auth = {"Authorization": f"Bearer {org['apiKey']}"}
-            gw = (await api.post("/api/v1/gateways", json={"name": "g"}, headers=auth)).json()
-            con = (await api.post("/api/v1/connectors", headers=auth, json={
-                "name": "r", "baseUrl": rec.url, "active": True,
-                "routes": {"values": "/v", "events": "/e", "alarms": "/a"}})).json()
-            await api.post(f"/api/v1/connectors/{con['id']}/triggers", headers=auth,
-                           json={"kinds": ["values"], "allGateways": True})
-            token = {"Authorization": f"Bearer {gw['ingestToken']}"}
+            token = await wire(api, "K", rec.url)
             ids: list[str] = []
             for n in range(5):
                 r = await api.post("/ingest/v1/values", headers=token,
@@ -243,17 +248,7 @@ async def test_serve_delivers_from_a_worker_process_and_takes_it_down_with_it(
             workers = children_of(serve.pid)
             assert len(workers) == 1, (workers, log.read_text()[-2000:])
             assert "1 delivery worker process" in log.read_text()
-            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            org = (await api.post("/api/v1/organizations", json={"name": "P"},
-                                  headers=admin)).json()
-            auth = {"Authorization": f"Bearer {org['apiKey']}"}
-            gw = (await api.post("/api/v1/gateways", json={"name": "g"}, headers=auth)).json()
-            con = (await api.post("/api/v1/connectors", headers=auth, json={
-                "name": "r", "baseUrl": rec.url, "active": True,
-                "routes": {"values": "/v", "events": "/e", "alarms": "/a"}})).json()
-            await api.post(f"/api/v1/connectors/{con['id']}/triggers", headers=auth,
-                           json={"kinds": ["values"], "allGateways": True})
-            token = {"Authorization": f"Bearer {gw['ingestToken']}"}
+            token = await wire(api, "P", rec.url)
             resp = await api.post("/ingest/v1/values", headers=token,
                                   json=[value(i) for i in range(50)])
             assert resp.status_code == 202
