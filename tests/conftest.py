@@ -7,6 +7,8 @@ unless ``HOOKSTREAM_TEST_REQUIRE_SERVICES=1`` (set by .ci/run), which makes them
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -37,6 +39,36 @@ def unavailable(what: str, why: str) -> None:
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{what} is required here ({REQUIRE_ENV}=1) but {why}")
     pytest.skip(f"{what}: {why}")
+
+
+# How long a task left running by a test gets to end once cancelled at the test's end.
+LEFTOVER_GRACE = 30.0
+
+
+@pytest.fixture(autouse=True)
+async def tasks_end_with_their_test() -> AsyncIterator[None]:
+    """A task the test left running is cancelled here; one that will not end fails the test.
+
+    Without this, pytest-asyncio's close of the test's loop cancels what is left and waits for
+    it without a limit: a task that swallows its cancellation hangs the whole run (a CI run
+    hung so, with no test named)."""
+    yield
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if not left:
+        return
+    for task in left:
+        task.cancel()
+    _, stuck = await asyncio.wait(left, timeout=LEFTOVER_GRACE)
+    if not stuck:
+        return
+    stacks = io.StringIO()
+    for task in stuck:
+        task.print_stack(file=stacks)
+        # Out of the loop's set of tasks, so that closing the loop does not wait for it.
+        asyncio.tasks._unregister_task(task)
+    pytest.fail(f"{len(stuck)} task(s) the test left did not end within {LEFTOVER_GRACE:g} s "
+                f"of being cancelled:\n{stacks.getvalue()}")
 
 
 @pytest.fixture(scope="session")
