@@ -1,0 +1,68 @@
+"""SQLite write transactions run on the event loop (``storage.database.InlineSqlite``).
+
+Against a real database file: what a write commits is read back by the reader connections
+(aiosqlite's threads), a failed write leaves nothing and the next one works, and a write's
+statements run on the loop's own thread (a thread hop per statement was what held SQLite's
+write lock for milliseconds)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookstream.storage.database import Database
+from tests.support import base_settings
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(base_settings(f"sqlite:///{tmp_path / 'writes.db'}"))
+    async with database.write() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    yield database
+    await database.dispose()
+
+
+async def count(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM t"))).scalar_one())
+
+
+async def test_what_a_write_commits_is_read_back(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'a'), (2, 'b')"))
+    assert await count(db) == 2
+
+
+async def test_a_failed_write_leaves_nothing_and_the_next_one_works(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
+            await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'again')"))
+    assert await count(db) == 0
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'a')"))
+    assert await count(db) == 1
+
+
+async def running_thread(conn: AsyncConnection) -> int:
+    """The thread a statement of ``conn`` runs in (a SQL function reports it)."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.create_function("thread_ident", 0, threading.get_ident)
+    return int((await conn.execute(text("SELECT thread_ident()"))).scalar_one())
+
+
+async def test_writes_run_on_the_event_loop_and_reads_on_threads(db: Database) -> None:
+    loop_thread = threading.get_ident()
+    async with db.write() as conn:
+        assert await running_thread(conn) == loop_thread
+    async with db.read() as conn:
+        assert await running_thread(conn) != loop_thread
