@@ -83,11 +83,12 @@ class InlineSqlite(aiosqlite.Connection):
     """aiosqlite's interface with every call run at once on the calling thread.
 
     aiosqlite hands each call to a thread of its own connection and back: ~180 µs a hop,
-    ~700 µs a statement through SQLAlchemy (against 3 µs for sqlite3 itself, measured in the
-    note), and a write transaction holds SQLite's one write lock for all of its hops (4-6 ms
-    for an ingest, a claim or a batch of outcomes). Write transactions are short statements
-    on indexes, taken one at a time behind the write lock, so running them on the event loop
-    costs it less than the hops did, and the lock is held for the statements' own time."""
+    ~700 µs a statement through SQLAlchemy (against 3 µs for sqlite3 itself; the README's
+    benchmark section), and a write transaction holds SQLite's one write lock for all of its
+    hops (4-6 ms for an ingest, a claim or a batch of outcomes). Write transactions are short
+    statements on indexes, taken one at a time behind the write lock, so running them on the
+    event loop costs it less than the hops did, and the lock is held for the statements' own
+    time."""
 
     def __init__(self, connector: Any) -> None:
         super().__init__(connector, iter_chunk_size=64)
