@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from hookstream import heap
 from hookstream.services.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ async def run_roles(
         tasks["workers"] = asyncio.create_task(children.run())
     if os.environ.get(SUPERVISED):
         tasks["wakeups"] = asyncio.create_task(_read_wakeups(runtime.wakeup, stop))
+    # Every role is built and its modules imported: the heap of startup stays as it is.
+    heap.settle()
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)

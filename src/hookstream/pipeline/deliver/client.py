@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import socket
@@ -12,13 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from hookstream.errors import ConnectError, DeliveryError, TargetRefused, TimeoutError_
 from hookstream.pipeline.deliver.addresses import REFUSED_HINT, IPNetwork, TargetPolicy
-from hookstream.pipeline.deliver.http11 import HttpError, Pool, Target, Timeouts
+from hookstream.pipeline.deliver.http11 import HttpError, Pool, Resolver, Target, Timeouts
 from hookstream.pipeline.deliver.retry import ABORT_HEADER_VALUE
 
 if TYPE_CHECKING:
@@ -48,20 +47,45 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class GuardedResolver(AbstractResolver):
+class SystemResolver:
+    """The system's name lookups (``getaddrinfo`` in the loop's threads), in the shape of
+    aiohttp's resolvers (which tests inject); aiohttp itself is not imported by a worker."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, family=family, flags=socket.AI_ADDRCONFIG
+        )
+        answers = []
+        for fam, _, proto, _, address in infos:
+            addr = address[0]
+            if fam == socket.AF_INET6 and len(address) > 3 and address[3]:
+                addr = f"{addr}%{address[3]}"  # link-local: the interface goes with it
+            answers.append({"hostname": host, "host": addr, "port": address[1],
+                            "family": fam, "proto": proto, "flags": socket.AI_NUMERICHOST})
+        if not answers:
+            raise OSError(f"{host} has no address")
+        return answers
+
+    async def close(self) -> None:
+        return None
+
+
+class GuardedResolver:
     """Resolves names and drops addresses outgoing requests may not reach.
 
     Connecting to the address checked here (not a second lookup) is what defeats DNS
     rebinding.
     """
 
-    def __init__(self, policy: TargetPolicy, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner or ThreadedResolver()
+    def __init__(self, policy: TargetPolicy, inner: Resolver | None = None) -> None:
+        self._inner = inner or SystemResolver()
         self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
+    ) -> list[Any]:
         results = await self._inner.resolve(host, port, family)
         allowed, refused = [], []
         for r in results:
@@ -93,7 +117,7 @@ class Sender:
         max_connections: int,
         allowed_networks: Iterable[IPNetwork | str] = (),
         https_only: bool = False,
-        resolver: AbstractResolver | None = None,
+        resolver: Resolver | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """``resolver`` replaces the system's DNS lookups (tests), its answers guarded;
@@ -107,7 +131,7 @@ class Sender:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, max_connections: int, resolver: AbstractResolver | None = None
+        cls, settings: Settings, *, max_connections: int, resolver: Resolver | None = None
     ) -> Sender:
         """A sender with the deployment's timeouts and target rules."""
         return cls(
