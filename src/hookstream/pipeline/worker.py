@@ -35,6 +35,10 @@ from hookstream.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
+# Labelled children looked up once: ``labels()`` costs a lock and a tuple per call.
+_BY_VERDICT = {v: DELIVERY_ATTEMPTS.labels(v.value) for v in Verdict}
+_BY_STATUS_CLASS: dict[str, Any] = {}
+
 _ENDPOINT_TTL = 2.0  # seconds a worker trusts its copy of a connector
 SHUTDOWN_GRACE = 5.0  # seconds attempts in flight may finish when a worker stops
 
@@ -246,9 +250,13 @@ class Worker:
             DeliveryStatus.PENDING.value if decision.verdict is Verdict.RETRY
             else decision.verdict.value
         )
-        DELIVERY_ATTEMPTS.labels(decision.verdict.value).inc()
-        ATTEMPT_STATUS.labels(status_class(
-            result.status_code, timed_out=result.timed_out, refused=result.refused)).inc()
+        _BY_VERDICT[decision.verdict].inc()
+        answer = status_class(result.status_code, timed_out=result.timed_out,
+                              refused=result.refused)
+        counter = _BY_STATUS_CLASS.get(answer)
+        if counter is None:
+            counter = _BY_STATUS_CLASS[answer] = ATTEMPT_STATUS.labels(answer)
+        counter.inc()
         if decision.verdict is Verdict.DELIVERED:
             for c in members:
                 DELIVERY_LATENCY.observe(max(0.0, now - id_time_ms(c.message_id) / 1000))
