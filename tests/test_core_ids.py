@@ -102,3 +102,24 @@ def test_the_fast_encoder_spells_ids_as_the_reference_encoder_does() -> None:
     values += [(rng.randrange(2**48) << 80) | rng.getrandbits(80) for _ in range(2000)]
     for value in values:
         assert ids._encode_fast("msg", value) == ids._encode("msg", value)
+
+
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    """Random bytes are read ahead: a child forked with some left must not reuse them."""
+    import os
+
+    new_id("msg")  # the parent now holds random bytes read ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, through the pipe
+        os.close(read)
+        os.write(write, " ".join(new_id("msg", 0) for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_id("msg", 0) for _ in range(50)]
+    # Same millisecond (0), so only the random parts tell them apart.
+    assert len(child) == 50
+    assert not set(child) & set(parent)
