@@ -240,9 +240,8 @@ def _note(fig: dict[str, Any]) -> str:
     if machine_busy is not None:
         busy += f" (machine {machine_busy:.2f})"
     if fig["benchmark"] == "drain":
-        steady = d.get("steadyPerSecond")
-        return (f"steady {steady:,.0f}/s after the first webhook at "
-                f"{d['secondsToFirstWebhook']:.1f} s; none pending at "
+        return (f"from readiness at {d['secondsToReady']:.2f} s; "
+                f"{d['perSecondFromStart']:,.0f}/s from the worker's start; none pending at "
                 f"{d['secondsUntilNonePending']:.1f} s; dup {d['duplicates']}; limit "
                 f"{d['connectorMaxConcurrency']}; cores: {busy}")
     if fig["benchmark"] == "ingest":

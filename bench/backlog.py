@@ -30,7 +30,7 @@ from bench.common import (
     say,
     wait_pending,
 )
-from bench.drain import drain, ingest_backlog
+from bench.drain import drain, first_ready, ingest_backlog
 from bench.profile import profiled
 
 
@@ -76,6 +76,7 @@ async def backlog(ws: Workspace, dbs: Databases, receiver: Receiver, options: Op
     started = time.time()
     proc = ws.hookstream("worker", url, name="worker-backlog")
     window = CpuWindow([proc, receiver.proc])
+    ready_task = asyncio.create_task(first_ready([proc]))
     samples: list[tuple[float, float]] = []
     sampler = asyncio.create_task(_sample_rss(proc.pid, samples, started))
     try:
@@ -86,17 +87,21 @@ async def backlog(ws: Workspace, dbs: Databases, receiver: Receiver, options: Op
         await wait_pending(dbs, url, 0, timeout=120)
         details["cpu"] = window.finish()
         memory = rss_mb(proc.pid)
+        ready = await asyncio.wait_for(ready_task, 60)
     finally:
+        ready_task.cancel()
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
         ws.stop(proc)
     stats = await receiver.stats()
     first = float(stats["first"])
-    rate = n / (received_all - started)
+    rate = n / (received_all - ready)  # from readiness, as the drain it is compared with
     peak = memory["peak"]
     step = max(1, len(samples) // 200)
     details.update(
+        perSecondFromStart=round(n / (received_all - started), 1),
+        secondsToReady=round(ready - started, 3),
         secondsFromStart=round(received_all - started, 3),
         secondsToFirstWebhook=round(first - started, 3),
         steadyPerSecond=round((n - 1) / (received_all - first), 1) if received_all > first
