@@ -66,3 +66,37 @@ async def test_writes_run_on_the_event_loop_and_reads_on_threads(db: Database) -
         assert await running_thread(conn) == loop_thread
     async with db.read() as conn:
         assert await running_thread(conn) != loop_thread
+
+
+async def synchronous_mode(conn: AsyncConnection) -> int:
+    """SQLite's ``synchronous`` for the transaction of ``conn`` (1 NORMAL, 2 FULL)."""
+    return int((await conn.execute(text("PRAGMA synchronous"))).scalar_one())
+
+
+async def test_a_durable_write_is_flushed_and_a_redoable_one_is_not(db: Database) -> None:
+    """Accepting a message flushes its commit to disk; a claim or a batch of outcomes (what
+    the pipeline can redo) commits without waiting for the disk, and the next durable write
+    flushes again."""
+    async with db.write() as conn:
+        assert await synchronous_mode(conn) == 2
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'accepted')"))
+    async with db.write(durable=False) as conn:
+        assert await synchronous_mode(conn) == 1
+        await conn.execute(text("UPDATE t SET v = 'claimed' WHERE id = 1"))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT v FROM t"))).scalar_one() == "claimed"
+    async with db.write() as conn:
+        assert await synchronous_mode(conn) == 2
+
+
+async def test_normal_everywhere_when_the_deployment_chose_it(tmp_path: Path) -> None:
+    """HOOKSTREAM_SQLITE_SYNCHRONOUS=normal is not raised back to FULL for durable writes."""
+    settings = base_settings(f"sqlite:///{tmp_path / 'normal.db'}").model_copy(
+        update={"sqlite_synchronous": "normal"})
+    database = Database(settings)
+    try:
+        for durable in (True, False, True):
+            async with database.write(durable=durable) as conn:
+                assert await synchronous_mode(conn) == 1
+    finally:
+        await database.dispose()

@@ -163,23 +163,31 @@ class Database:
                 self._file_lock = FileLock(Path(db_path).with_name(Path(db_path).name + ".lock"))
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed when the block ends without error."""
+    async def write(self, *, durable: bool = True) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends without error.
+
+        ``durable=False`` is for what the pipeline can redo (a claim, a batch of outcomes):
+        on SQLite its commit is not flushed to disk (``synchronous=NORMAL``; a killed process
+        loses nothing, a power cut may lose it and the next flush of any durable commit
+        covers it), so an accepted message costs one flush, not three. On PostgreSQL every
+        commit waits for its flush.
+        """
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
         async with self._write_lock:
-            if self._file_lock is None:
-                async with self._writer.begin() as conn:
-                    yield conn
-                return
-            await self._file_lock.acquire()
+            if self._file_lock is not None:
+                await self._file_lock.acquire()
             try:
-                async with self._writer.begin() as conn:
-                    yield conn
+                async with self._writer.connect() as conn:
+                    if not durable:
+                        conn = await conn.execution_options(hookstream_durable=False)
+                    async with conn.begin():
+                        yield conn
             finally:
-                self._file_lock.release()
+                if self._file_lock is not None:
+                    self._file_lock.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -257,8 +265,19 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
     def _on_begin(conn: Any) -> None:
         # Writers take the lock up front: a deferred transaction that later upgrades to a
         # writer can fail with SQLITE_BUSY at once, without waiting for busy_timeout.
-        readonly = conn.get_execution_options().get("hookstream_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get("hookstream_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if synchronous == "full":
+            # Set per transaction (read at its commit), only when it changes: a worker
+            # process writes nothing durable, an API process little that is not.
+            want = "FULL" if options.get("hookstream_durable", True) else "NORMAL"
+            info = conn.connection.info
+            if info.get("hookstream_synchronous", "FULL") != want:
+                conn.exec_driver_sql(f"PRAGMA synchronous={want}")
+                info["hookstream_synchronous"] = want
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migration_engine(settings: Settings) -> AsyncEngine:

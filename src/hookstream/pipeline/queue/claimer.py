@@ -40,7 +40,7 @@ class Claimer:
         and the bodies of their messages."""
         now = int(time.time() * 1000)
         lease_id = new_id("lse")
-        async with self._db.write() as conn:
+        async with self._db.write(durable=False) as conn:
             repo = Repository(conn)
             await repo.lock_claims()
             connectors = await repo.due_connectors(now)

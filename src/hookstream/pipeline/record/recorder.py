@@ -183,7 +183,7 @@ class Recorder:
                     error = f"{error}; {o.reason}" if error else o.reason
                 row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
                 not_delivered.append(row)
-        async with self._db.write() as conn:
+        async with self._db.write(durable=False) as conn:
             repo = Repository(conn)
             await repo.insert_attempts(attempts)
             await repo.record_delivered(delivered)

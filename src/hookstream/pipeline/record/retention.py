@@ -81,7 +81,7 @@ class Purger:
         """Run one step batch after batch until a batch comes back short."""
         total = 0
         while True:
-            async with self.db.write() as conn:
+            async with self.db.write(durable=False) as conn:
                 deleted = await step(Repository(conn))
             total += deleted
             if deleted and self.on_batch is not None:
