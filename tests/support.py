@@ -257,7 +257,8 @@ async def running_service(settings: Settings, *, worker: bool = True) -> AsyncIt
         timeout_keep_alive=120,
     ))
     api_task = asyncio.create_task(server.serve(sockets=[sock]))
-    delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup) if worker else None
+    delivery = (Worker(settings, runtime.db, runtime.box, runtime.wakeup, tracing=runtime.tracing)
+                if worker else None)
     worker_task = asyncio.create_task(delivery.run()) if delivery else None
     while not server.started:  # uvicorn's own readiness flag
         if api_task.done():

@@ -8,7 +8,8 @@ The layers, lowest first (the package docstring of ``hookstream`` draws the same
     services     services             what the API, console and CLI call
     pipeline     pipeline             ingest -> route -> queue -> deliver -> record
     storage      storage, security    the database; passwords, secret box, limits
-    foundation   errors, models, kinds, ids, settings, logs, metrics, readiness
+    foundation   errors, models, kinds, ids, settings, logs, metrics, readiness, heap,
+                 tracing
 
 A module may import its own layer and those below it. Inside the pipeline the stages import
 each other only along ``STAGES``; inside ``web`` the console and the API do not import each
@@ -26,7 +27,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "hookstream"
 
 LAYERS: dict[str, int] = {
     "errors": 0, "models": 0, "kinds": 0, "ids": 0, "settings": 0, "logs": 0, "metrics": 0,
-    "readiness": 0,
+    "readiness": 0, "heap": 0, "tracing": 0,
     "storage": 1, "security": 1,
     "pipeline": 2,
     "services": 3,

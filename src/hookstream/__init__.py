@@ -25,7 +25,7 @@ The layers, lowest first; a module imports its own layer and those below it, nev
     storage      storage/, security/    tables, named queries, repository, migrations;
                                         passwords, the secret box, rate limits
     foundation   errors, models (enums and typed records), kinds, ids, settings, logs,
-                 metrics, readiness
+                 metrics, readiness, heap (the garbage collector), tracing (OpenTelemetry)
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ async def run_roles(
         from hookstream.pipeline.worker import Worker
 
         delivery = Worker(settings, runtime.db, runtime.box, runtime.wakeup,
-                          on_ready=lambda: readiness.ready("worker"))
+                          on_ready=lambda: readiness.ready("worker"), tracing=runtime.tracing)
         tasks["worker"] = asyncio.create_task(delivery.run())
         # Retention runs where workers run (every such process; they share the work).
         tasks["retention"] = asyncio.create_task(Purger(runtime.db, settings).run())

@@ -59,6 +59,7 @@ from hookstream.pipeline.message import (
 from hookstream.pipeline.queue.enqueue import wake
 from hookstream.pipeline.queue.wakeup import Wakeup
 from hookstream.settings import Settings
+from hookstream.tracing import HEADER, passed_on
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,15 @@ def check_payload(
     return list(messages)
 
 
+def _user_traceparent(msg: paho.MQTTMessage) -> str | None:
+    """The ``traceparent`` user property of an MQTT 5 publish, if it has one."""
+    props = getattr(msg, "properties", None)
+    for name, value in getattr(props, "UserProperty", None) or ():
+        if name == HEADER:
+            return str(value)
+    return None
+
+
 def digest(gateway_id: str, kind: str, payload: bytes) -> str:
     """What identifies a publish across redeliveries: its gateway, kind and bytes."""
     return hashlib.sha256(f"{gateway_id}\0{kind}\0".encode() + payload).hexdigest()
@@ -213,6 +223,8 @@ class Received:
     gateway_id: str = ""
     kind: str = ""
     messages: list[Any] = field(default_factory=list)
+    # MQTT 5: a W3C traceparent the gateway sent as a user property.
+    traceparent: str | None = None
 
 
 # --- the adapter --------------------------------------------------------------------------
@@ -315,7 +327,8 @@ class Bridge:
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
         self._call(self._queue.put_nowait, Received(
-            self._generation, msg.mid, msg.qos, topic, bytes(msg.payload), bool(msg.dup)
+            self._generation, msg.mid, msg.qos, topic, bytes(msg.payload), bool(msg.dup),
+            traceparent=_user_traceparent(msg),
         ))
 
     def _call(self, fn: Any, *args: Any) -> None:
@@ -443,11 +456,27 @@ class Bridge:
         """Store the messages of ``todo`` in one transaction; returns deliveries created."""
         dedupe = self.config.deduplicate_seconds
         cutoff = int((time.time() - dedupe) * 1000) if dedupe > 0 else None
-        results = await self.intake.write(
-            [Submission(gateway_id=i.gateway_id, kind=i.kind, messages=i.messages,
-                        source_digest=i.digest) for i in todo],
-            deduplicate_since=cutoff,
-        )
+        tracing = self.intake.tracing
+        spans = [] if tracing is None else [
+            tracing.start(f"MQTT publish {i.kind}", parent=i.traceparent, kind="consumer",
+                          attributes={"messaging.system": "mqtt",
+                                      "messaging.destination.name": i.topic,
+                                      "hookstream.gateway_id": i.gateway_id,
+                                      "hookstream.messages": len(i.messages)})
+            for i in todo
+        ]
+        try:
+            results = await self.intake.write(
+                [Submission(gateway_id=i.gateway_id, kind=i.kind, messages=i.messages,
+                            source_digest=i.digest,
+                            traceparent=(tracing.traceparent(spans[k]) if tracing is not None
+                                         else passed_on(i.traceparent)))
+                 for k, i in enumerate(todo)],
+                deduplicate_since=cutoff,
+            )
+        finally:
+            for span in spans:
+                span.end()
         routed = 0
         for item, result in zip(todo, results, strict=True):
             item.refusal = (Refusal("unknown_gateway", "no gateway has this id")

@@ -20,9 +20,9 @@ from hookstream.metrics import (
 )
 from hookstream.models import DeliveryStatus, Kind
 from hookstream.pipeline.deliver.attempt import attempt
-from hookstream.pipeline.deliver.client import Sender
+from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
-from hookstream.pipeline.deliver.retry import Answer, RetryPolicy, Verdict
+from hookstream.pipeline.deliver.retry import Answer, Decision, RetryPolicy, Verdict
 from hookstream.pipeline.deliver.signing import secret_key
 from hookstream.pipeline.deliver.webhook import Endpoint
 from hookstream.pipeline.queue.claimer import Claimed, Claimer
@@ -32,6 +32,7 @@ from hookstream.security.secretbox import SecretBox
 from hookstream.settings import Settings
 from hookstream.storage.database import Database, asyncpg_dsn
 from hookstream.storage.repository import Repository
+from hookstream.tracing import Tracing, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,10 @@ class Worker:
         box: SecretBox,
         wakeup: Wakeup | None = None,
         on_ready: Callable[[], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
         # Called once, after the first claim went through (the database answers the worker).
         self._on_ready = on_ready
         self.db = db
@@ -124,6 +127,7 @@ class Worker:
             # Recorded outcomes free connectors' in-flight slots: claim again.
             on_written=self.wakeup.set,
             deactivate_after_failing_ms=int(settings.deactivate_after_failing_seconds * 1000),
+            tracing=tracing,
         )
         self.endpoints = EndpointCache(db, box, settings)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -165,6 +169,7 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             limit = min(free, self.settings.claim_batch)
+            started = now_ns()
             try:
                 claimed, bodies = await self.claimer.claim(limit)
             except asyncio.CancelledError:
@@ -176,6 +181,9 @@ class Worker:
             if self._on_ready is not None:
                 self._on_ready()
                 self._on_ready = None
+            if claimed and self.tracing is not None:
+                self.tracing.batch_span("claim", started, (c.traceparent for c in claimed),
+                                        {"hookstream.deliveries": len(claimed)})
             if claimed:
                 # Claim again at once: connectors left out of this claim may have due work.
                 await self._start(claimed, bodies)
@@ -238,13 +246,18 @@ class Worker:
             return
         head = members[0]
         number = max(c.attempts for c in members) + 1
-        result = await attempt(self.sender, endpoint, head.kind, webhook_id, body, self.tokens)
+        if self.tracing is None:
+            result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
+                                   self.tokens, traceparent=head.traceparent)
+            now = time.time()
+            decision = endpoint.policy.decide(
+                number, result.succeeded, now, answer=Answer(
+                    result.status_code, result.retry_after, result.abort, result.refused),
+            )
+        else:
+            result, decision, now = await self._traced_attempt(
+                members, webhook_id, body, endpoint, number)
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        now = time.time()
-        decision = endpoint.policy.decide(
-            number, result.succeeded, now,
-            answer=Answer(result.status_code, result.retry_after, result.abort, result.refused),
-        )
         next_at = int((decision.retry_at or now) * 1000)
         status = (
             DeliveryStatus.PENDING.value if decision.verdict is Verdict.RETRY
@@ -273,5 +286,34 @@ class Worker:
             self.recorder.put(Outcome(
                 c.id, c.lease_id, status, number, next_at, result,
                 connector_id=c.connector_id, message_id=c.message_id, reason=decision.reason,
-                deactivate=decision.deactivate,
+                deactivate=decision.deactivate, traceparent=c.traceparent,
             ))
+
+    async def _traced_attempt(
+        self, members: list[Claimed], webhook_id: str, body: bytes, endpoint: Endpoint,
+        number: int,
+    ) -> tuple[AttemptResult, Decision, float]:
+        """The attempt as a span, a child of its message's ingest span; the webhook's
+        ``traceparent`` names this span."""
+        assert self.sender is not None and self.tracing is not None
+        head = members[0]
+        with self.tracing.span(f"POST {head.kind} webhook", parent=head.traceparent,
+                               kind="client") as span:
+            result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
+                                   self.tokens, traceparent=self.tracing.traceparent(span))
+            now = time.time()
+            decision = endpoint.policy.decide(
+                number, result.succeeded, now, answer=Answer(
+                    result.status_code, result.retry_after, result.abort, result.refused),
+            )
+            span.set_attributes({
+                "http.request.method": "POST", "url.full": endpoint.url_for(head.kind),
+                "hookstream.connector_id": endpoint.id, "hookstream.delivery_id": head.id,
+                "hookstream.webhook_id": webhook_id, "hookstream.attempt": number,
+                "hookstream.messages": len(members), "hookstream.outcome": decision.verdict.value,
+            })
+            if result.status_code is not None:
+                span.set_attribute("http.response.status_code", result.status_code)
+            if not result.succeeded:
+                self.tracing.failed(span, result.error or f"HTTP {result.status_code}")
+        return result, decision, now

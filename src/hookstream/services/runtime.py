@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from hookstream.security.secretbox import SecretBox, load_secrets_key
 from hookstream.settings import Settings, plugin_names
 from hookstream.storage.database import Database, database_errors
 from hookstream.storage.repository import Repository
+from hookstream.tracing import Tracing
 
 if TYPE_CHECKING:
     from hookstream.pipeline.ingest.intake import Intake
@@ -47,6 +49,8 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     # The plug-ins this process runs (services.plugins): their intake hooks and routes.
     plugins: list[Plugin] = field(default_factory=list)
+    # OpenTelemetry, when the OTEL_* variables turn it on (tracing.py).
+    tracing: Tracing | None = None
 
     def __post_init__(self) -> None:
         self.gateway_tokens = GatewayTokens(self.db)
@@ -67,7 +71,8 @@ class Runtime:
         """Where every transport stores what it accepted (with the plug-ins' hooks)."""
         from hookstream.pipeline.ingest.intake import Intake
 
-        return Intake(self.db, hooks=[h for p in self.plugins for h in p.intake_hooks])
+        return Intake(self.db, hooks=[h for p in self.plugins for h in p.intake_hooks],
+                      tracing=self.tracing)
 
     @cached_property
     def message_limits(self) -> MessageLimits:
@@ -83,18 +88,22 @@ class Runtime:
 
         box = SecretBox(load_secrets_key(settings))
         loaded = found.load(plugin_names(settings)) if plugins is None else plugins
+        tracing = Tracing.from_environ()
         db = Database(settings)
-        runtime = cls(settings=settings, db=db, box=box, plugins=loaded)
+        runtime = cls(settings=settings, db=db, box=box, plugins=loaded, tracing=tracing)
         try:
             async with database_errors(settings.database_url):
                 await runtime._load_admin_key()
         except BaseException:
-            await db.dispose()
+            await runtime.close()
             raise
         return runtime
 
     async def close(self) -> None:
         await self.db.dispose()
+        if self.tracing is not None:
+            # Exports what is buffered; off the loop, as the exporter's HTTP is blocking.
+            await asyncio.to_thread(self.tracing.shutdown)
 
     async def _load_admin_key(self) -> None:
         if self.settings.admin_key is not None:

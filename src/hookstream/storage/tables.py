@@ -140,6 +140,9 @@ messages = Table(
     # MQTT: SHA-256 of gateway, kind and payload of the publish this message came in (on the
     # first message of it), so a redelivered publish is recognised and stored once.
     Column("source_digest", String(64), nullable=True),
+    # The W3C traceparent its deliveries continue (tracing.py): the ingest span's, or the
+    # gateway's own when tracing is off; null when neither.
+    Column("traceparent", String(55), nullable=True),
     Index(None, "org_id", "id"),
     Index(None, "gateway_id", "source_digest"),
     Index(None, "org_id", "device_id", "id"),

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hookstream import tracing
 from hookstream.errors import (
     BadRequest,
     PayloadTooLarge,
@@ -63,6 +64,14 @@ _BODY_DOC: dict[str, Any] = {
                        "first answer and stores nothing.",
         "schema": {"type": "string", "minLength": 1,
                    "maxLength": idempotency.MAX_KEY_LENGTH},
+    }, {
+        "name": tracing.HEADER,
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context: the messages' traces continue the gateway's, and "
+                       "their webhooks carry it on (an invalid value is ignored).",
+        "schema": {"type": "string",
+                   "example": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     }],
     "responses": {"202": {"headers": {idempotency.REPLAYED_HEADER: {
         "description": "`true` when this is the stored answer to an earlier request with "
@@ -101,12 +110,36 @@ async def read_limited(declared: str | None, chunks: AsyncIterator[bytes], limit
 
 async def accept(
     rt: Runtime, kind: str, *, authorization: str, idempotency_key: str | None,
-    content_length: str | None, chunks: AsyncIterator[bytes],
+    content_length: str | None, chunks: AsyncIterator[bytes], traceparent: str | None = None,
 ) -> idempotency.Answer:
     """Authenticate, read, check and store one ingest request; the answer to send (202).
 
     Refusals raise the matching ``Refused`` (nothing of a refused request is stored). Both
-    the FastAPI route and the fast lane (``IngestLane``) come here."""
+    the FastAPI route and the fast lane (``IngestLane``) come here. ``traceparent`` is the
+    gateway's W3C header: the request's span continues it (tracing on), or its messages'
+    webhooks carry it on (tracing off)."""
+    if rt.tracing is None:
+        return await _accept(rt, kind, authorization, idempotency_key, content_length, chunks,
+                             tracing.passed_on(traceparent))
+    route = f"/ingest/v1/{kind}"
+    with rt.tracing.span(f"POST {route}", parent=traceparent, kind="server", attributes={
+        "http.request.method": "POST", "http.route": "/ingest/v1/{kind}", "url.path": route,
+    }) as span:
+        try:
+            answer = await _accept(rt, kind, authorization, idempotency_key, content_length,
+                                   chunks, rt.tracing.traceparent(span))
+        except Refused as exc:
+            span.set_attribute("http.response.status_code", status_for(exc))
+            raise
+        span.set_attributes({"http.response.status_code": 202,
+                             "hookstream.messages": answer.body["accepted"]})
+        return answer
+
+
+async def _accept(
+    rt: Runtime, kind: str, authorization: str, idempotency_key: str | None,
+    content_length: str | None, chunks: AsyncIterator[bytes], traceparent: str | None,
+) -> idempotency.Answer:
     gateway = await rt.gateway_tokens.gateway(bearer_token(authorization))
     if gateway is None:
         INGEST_REJECTED.labels("unauthorized").inc()
@@ -146,7 +179,7 @@ async def accept(
     claim = Idempotency(key, digest, window) if key is not None else None
     answer = (await rt.intake.store(Submission(
         gateway_id=gateway.id, kind=kind, messages=messages, org_id=gateway.org_id,
-        idempotency=claim,
+        idempotency=claim, traceparent=traceparent,
     ))).answer()
     if not answer.replayed:
         MESSAGES_INGESTED.labels(kind).inc(answer.body["accepted"])
@@ -169,6 +202,7 @@ async def ingest(kind: Kind, request: Request, rt: RuntimeDep) -> JSON:
         rt, kind, authorization=request.headers.get("authorization", ""),
         idempotency_key=request.headers.get(idempotency.HEADER),
         content_length=request.headers.get("content-length"), chunks=request.stream(),
+        traceparent=request.headers.get(tracing.HEADER),
     )
     headers = {idempotency.REPLAYED_HEADER: "true"} if answer.replayed else None
     return JSON(answer.body, status_code=202, headers=headers)
@@ -225,7 +259,7 @@ class IngestLane:
             answer = await accept(
                 self.runtime, kind, authorization=header(b"authorization") or "",
                 idempotency_key=header(_IDEMPOTENCY), content_length=header(b"content-length"),
-                chunks=chunks(),
+                chunks=chunks(), traceparent=header(b"traceparent"),
             )
         except _Gone:
             return

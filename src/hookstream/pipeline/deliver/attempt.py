@@ -22,11 +22,12 @@ async def attempt(
     webhook_id: str,
     body: bytes,
     tokens: TokenCache | None = None,
+    traceparent: str | None = None,
 ) -> AttemptResult:
     """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication.
 
     With OAuth2, a 401 makes one more try with a freshly fetched token; a token endpoint
-    failure is this attempt's error.
+    failure is this attempt's error. ``traceparent`` is sent as the W3C header.
     """
     timeout = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
     token: str | None = None
@@ -43,7 +44,7 @@ async def attempt(
 
     async def post() -> AttemptResult:
         headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
-                                  oauth2_token=token)
+                                  oauth2_token=token, traceparent=traceparent)
         return await sender.post(endpoint.url_for(kind), headers, body, timeout)
 
     result = await post()

@@ -69,9 +69,10 @@ def webhook_headers(
     body: bytes,
     *,
     oauth2_token: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, str]:
-    """The connector's static headers, then Standard Webhooks headers and authentication
-    (which static headers cannot override)."""
+    """The connector's static headers, then Standard Webhooks headers, authentication and
+    the W3C ``traceparent`` (which static headers cannot override)."""
     headers = dict(endpoint.headers)
     headers.update({
         "content-type": "application/json",
@@ -81,4 +82,9 @@ def webhook_headers(
         "webhook-signature": sign(endpoint.signing_keys(timestamp), webhook_id, timestamp, body),
     })
     headers.update(auth_headers(endpoint.auth, oauth2_token))
+    if traceparent is not None:
+        # A static header of another case would be sent as well: one traceparent only.
+        for name in [n for n in headers if n.lower() in ("traceparent", "tracestate")]:
+            del headers[name]
+        headers["traceparent"] = traceparent
     return headers

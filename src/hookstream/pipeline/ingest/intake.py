@@ -42,6 +42,7 @@ from hookstream.pipeline.queue.enqueue import enqueue, plan_delivery
 from hookstream.pipeline.route.routing import Trigger, connectors_for
 from hookstream.storage.database import Database
 from hookstream.storage.repository import Repository
+from hookstream.tracing import Tracing
 
 # Messages per shared transaction; a request is never split across two.
 MAX_GROUP_MESSAGES = 5000
@@ -75,6 +76,8 @@ class Submission:
     idempotency: Idempotency | None = None
     # With ``Intake.write(deduplicate_since=...)``: a digest stored since then is a duplicate.
     source_digest: str | None = None
+    # The W3C traceparent its messages' deliveries continue (tracing.py).
+    traceparent: str | None = None
 
 
 @dataclass(slots=True)
@@ -120,9 +123,10 @@ class Intake:
     """Stores submissions: the only writer of ingested messages."""
 
     def __init__(self, db: Database, hooks: Sequence[IntakeHook] = (),
-                 max_messages: int = MAX_GROUP_MESSAGES) -> None:
+                 max_messages: int = MAX_GROUP_MESSAGES, tracing: Tracing | None = None) -> None:
         self.db = db
         self.hooks = tuple(hooks)
+        self.tracing = tracing
         self.max_messages = max_messages
         self._waiting: deque[tuple[Submission, asyncio.Future[Stored]]] = deque()
         self._writer: asyncio.Task[None] | None = None
@@ -205,10 +209,17 @@ class Intake:
                 if claim is not None and await self._repeated(
                         repo, submission.gateway_id, claim, keys, result, now):
                     continue
-                if org_id not in triggers:
-                    triggers[org_id] = build_triggers(await repo.routing_rows(org_id))
-                targets = connectors_for(submission.kind, submission.gateway_id,
-                                         triggers[org_id])
+                if self.tracing is not None and submission.traceparent is not None:
+                    with self.tracing.span("route", parent=submission.traceparent) as span:
+                        targets = await self._route(repo, submission, org_id, triggers)
+                        span.set_attributes({
+                            "hookstream.gateway_id": submission.gateway_id,
+                            "hookstream.kind": submission.kind,
+                            "hookstream.messages": len(submission.messages),
+                            "hookstream.connectors": len(targets),
+                        })
+                else:
+                    targets = await self._route(repo, submission, org_id, triggers)
                 for m in submission.messages:
                     message_id = new_id("msg", now)
                     result.ids.append(message_id)
@@ -216,6 +227,7 @@ class Intake:
                         "id": message_id, "org_id": org_id, "gateway_id": submission.gateway_id,
                         "kind": submission.kind, "device_id": m.deviceId, "body": to_body(m, now),
                         "accepted_at": now, "source_digest": None,
+                        "traceparent": submission.traceparent,
                     })
                     for connector_id in targets:
                         delivery_rows.append(plan_delivery(
@@ -242,6 +254,14 @@ class Intake:
             # A hook that queued notified deliveries notified for the whole transaction.
             await enqueue(repo, delivery_rows, notify=not notified)
         return results
+
+    @staticmethod
+    async def _route(repo: Repository, submission: Submission, org_id: str,
+                     triggers: dict[str, list[Trigger]]) -> list[str]:
+        """The connectors the submission's messages go to (the org's triggers read once)."""
+        if org_id not in triggers:
+            triggers[org_id] = build_triggers(await repo.routing_rows(org_id))
+        return connectors_for(submission.kind, submission.gateway_id, triggers[org_id])
 
     @staticmethod
     async def _organizations(repo: Repository, batch: Sequence[Submission]) -> dict[str, str]:

@@ -25,6 +25,8 @@ class Claimed:
     lease_id: str
     lease_until: int
     batch_id: str | None = None
+    # The W3C traceparent of its message (tracing.py), when it has one.
+    traceparent: str | None = None
 
 
 class Claimer:
@@ -75,13 +77,14 @@ class Claimer:
                  "b_tokens": s.bucket - claimed_per_connector[s.connector_id]}
                 for s in shares if s.bucket is not None
             ])
-            bodies = await repo.message_bodies(list({r.message_id for r in rows}))
+            found = await repo.message_bodies(list({r.message_id for r in rows}))
+        no_message = (None, None)
         claimed = [
             Claimed(r.id, r.message_id, r.connector_id, r.kind, r.attempts, lease_id,
-                    now + self._lease_ms, r.batch_id)
+                    now + self._lease_ms, r.batch_id, found.get(r.message_id, no_message)[1])
             for r in rows
         ]
-        return claimed, bodies
+        return claimed, {message_id: body for message_id, (body, _) in found.items()}
 
     async def _batches(
         self, repo: Repository, connector_id: str, count: int, max_messages: int,

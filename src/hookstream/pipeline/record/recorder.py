@@ -21,6 +21,7 @@ from hookstream.pipeline.deliver.client import AttemptResult
 from hookstream.pipeline.record.alerts import AlertEvent, enqueue_alerts
 from hookstream.storage.database import Database, database_away
 from hookstream.storage.repository import Repository
+from hookstream.tracing import Tracing, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Outcome:
     message_id: str = ""
     reason: str | None = None  # why it failed or was held (policy's words)
     deactivate: bool = False  # this answer switches the connector off (410 Gone)
+    traceparent: str | None = None  # its message's (the record span links to it)
 
 
 class Recorder:
@@ -60,8 +62,10 @@ class Recorder:
         on_retry_scheduled: Callable[[int], None] | None = None,
         on_written: Callable[[], None] | None = None,
         deactivate_after_failing_ms: int = 5 * 86400 * 1000,
+        tracing: Tracing | None = None,
     ) -> None:
         self._db = db
+        self._tracing = tracing
         self._deactivate_after_ms = deactivate_after_failing_ms
         self._on_retry_scheduled = on_retry_scheduled
         self._on_written = on_written
@@ -120,7 +124,11 @@ class Recorder:
         failures = 0
         while True:
             try:
+                started = now_ns()
                 await self._write(outcomes)
+                if self._tracing is not None:
+                    self._tracing.batch_span("record", started, (o.traceparent for o in outcomes),
+                                             {"hookstream.outcomes": len(outcomes)})
                 break
             except Exception as exc:  # noqa: BLE001 - keep the batch; the database may come back
                 log.exception("writing %d delivery outcomes failed; retrying", len(outcomes))

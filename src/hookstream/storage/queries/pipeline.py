@@ -128,7 +128,7 @@ def list_messages(
     return q.order_by(messages.c.id.desc()).limit(limit)
 
 
-message_bodies = select(messages.c.id, messages.c.body).where(
+message_bodies = select(messages.c.id, messages.c.body, messages.c.traceparent).where(
     messages.c.id.in_(bindparam("ids", expanding=True))
 )
 
