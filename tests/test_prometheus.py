@@ -43,6 +43,12 @@ RULE_TESTS = DEPLOY / "hookstream.rules.test.yml"
 CACHED_PROMTOOL = ROOT / ".cache" / "prometheus" / "usr" / "bin" / "promtool"
 
 
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """A failed attempt waits an hour for its retry: its delivery stays in the queue gauges."""
+    return {"retry_schedule": (3600.0,)}
+
+
 @pytest.fixture(scope="module")
 def promtool() -> str:
     found = (os.environ.get("HOOKSTREAM_PROMTOOL") or shutil.which("promtool")
@@ -141,7 +147,7 @@ async def test_the_api_process_metrics_pass_promtool_and_hold_what_the_rules_rea
             return resp.json()["active"] is False
 
         await eventually(switched_off, what="the connector switched off by the 410")
-    # A connector with a queue: its receiver is never answered before the sample is taken.
+    # A connector with a queue: nothing listens at its address, and its retry is an hour away.
     other = await org.connector("http://127.0.0.1:9/")
     await org.trigger(other["id"], ["events"], [gw["id"]])
     assert (await org.ingest(gw["ingestToken"], "events", body)).status_code == 202
