@@ -125,7 +125,7 @@ async def bridge_connected(session: aiohttp.ClientSession, base: str) -> bool:
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
         async with session.get(f"{base}/metrics") as resp:
             text = await resp.text()
-        found = re.search(r"^hookstream_mqtt_connected (\S+)$", text, re.M)
+        found = re.search(r"^hookstream_mqtt_connected(?:\{[^}]*\})? (\S+)$", text, re.M)
         return found is not None and float(found.group(1)) == 1.0
     return False
 

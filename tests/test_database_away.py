@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from tests.support import Org, Service
@@ -17,6 +18,14 @@ def _admin_dsn(url: str) -> tuple[str, str]:
     ), name
 
 
+async def five_hundreds(service: Service) -> float:
+    """hookstream_ingest_responses_total{status_class="5xx"} from the service's /metrics."""
+    page = (await service.client.get("/metrics")).text
+    return next(s.value for f in text_string_to_metric_families(page) for s in f.samples
+                if s.name == "hookstream_ingest_responses_total"
+                and s.labels == {"status_class": "5xx"})
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 async def test_ingest_answers_503_while_the_database_refuses_connections(
     service: Service, org: Org
@@ -24,6 +33,7 @@ async def test_ingest_answers_503_while_the_database_refuses_connections(
     gw = await org.gateway()
     message = {"deviceId": "d", "property": "p", "timestamp": 1, "payload": 1}
     assert (await org.ingest(gw["ingestToken"], "values", message)).status_code == 202
+    before = await five_hundreds(service)
     admin_dsn, name = _admin_dsn(service.settings.database_url)
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -37,6 +47,8 @@ async def test_ingest_answers_503_while_the_database_refuses_connections(
         assert resp.headers["Retry-After"] == "1"
         listed = await org.api.get("/api/v1/gateways")
         assert listed.status_code == 503
+        # What the HookstreamIngestErrors alert reads (deploy/prometheus).
+        assert await five_hundreds(service) == before + 1
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()

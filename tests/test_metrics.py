@@ -128,6 +128,39 @@ async def test_attempts_by_status_class_and_delivery_latency(service: Service, o
     assert grew("hookstream_messages_ingested_total", (("kind", "values"),)) == 1
 
 
+async def test_ingest_answers_and_connectors_switched_off_are_counted(
+    service: Service, org: Org
+) -> None:
+    """What the alerting rules read: ingest answers by status class, and connectors that
+    hookstream switched off (here by a 410 Gone)."""
+    before = await scrape(service.client)
+    after: dict[Any, float] = {}
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+    async with running_receiver(lambda _r, _n: web.Response(status=410)) as gone:
+        gw = await org.gateway()
+        con = await org.connector(gone.url)
+        await org.trigger(con["id"], ["values"], [gw["id"]])
+        assert (await org.ingest(gw["ingestToken"], "values", value(1))).status_code == 202
+        assert (await org.ingest("hsi_not_a_token", "values", value(2))).status_code == 401
+
+        async def counted() -> bool:  # once the worker committed the switch-off
+            after.update(await scrape(service.client))
+            return grew("hookstream_connectors_deactivated_total") >= 1
+
+        await eventually(counted, what="the switched-off connector counted in /metrics")
+    connector = await org.api.get(f"/api/v1/connectors/{con['id']}")
+    assert connector.json()["active"] is False
+    assert grew("hookstream_connectors_deactivated_total") == 1
+    assert grew("hookstream_ingest_responses_total", (("status_class", "2xx"),)) == 1
+    assert grew("hookstream_ingest_responses_total", (("status_class", "4xx"),)) == 1
+    # Present at 0 before any 5xx, so that rate() sees the first one.
+    assert ("hookstream_ingest_responses_total", (("status_class", "5xx"),)) in after
+    assert grew("hookstream_ingest_responses_total", (("status_class", "5xx"),)) == 0
+
+
 async def test_a_worker_process_logs_json_lines_with_ids_and_serves_metrics(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -199,7 +232,15 @@ async def test_an_mqtt_bridge_without_its_broker_is_alive_but_not_ready(
         async with httpx.AsyncClient(base_url=base) as client:
             ready = await client.get("/readyz")
             missing = await client.get("/nowhere")
-            metrics = await client.get("/metrics")
+            connected: dict[Any, float] = {}
+
+            async def bridge_sampled() -> bool:  # from the moment the bridge starts
+                page = await scrape(client)
+                connected.update((k, v) for k, v in page.items()
+                                 if k[0] == "hookstream_mqtt_connected")
+                return bool(connected)
+
+            await eventually(bridge_sampled, what="the bridge's hookstream_mqtt_connected")
     finally:
         bridge.send_signal(signal.SIGTERM)  # its handlers are in place before /healthz serves
         code = await asyncio.to_thread(bridge.wait, 60)
@@ -210,6 +251,7 @@ async def test_an_mqtt_bridge_without_its_broker_is_alive_but_not_ready(
                                                   "the bridge's subscriptions"},
     }
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    assert samples(metrics.text)[("hookstream_mqtt_connected", ())] == 0
+    # One sample, named by the bridge's client id: 0, as it never reached its broker.
+    assert connected == {("hookstream_mqtt_connected", (("client_id", "hookstream-bridge"),)): 0}
     assert code == 0, log.read_text()[-3000:]
     assert "hookstream ready" not in log.read_text()

@@ -43,8 +43,12 @@ MQTT_REFUSED = Counter(
     "MQTT messages refused by the bridge (published to hookstream/{gatewayId}/errors), by reason",
     ["reason"],
 )
+# Labelled so that only a process running a bridge has a sample: an alert on 0 names a bridge,
+# never an API or worker process (which have no bridge to be disconnected).
 MQTT_CONNECTED = Gauge(
-    "hookstream_mqtt_connected", "1 while this process's MQTT bridge is connected to the broker",
+    "hookstream_mqtt_connected",
+    "1 while this process's MQTT bridge is connected to the broker, by the bridge's client id",
+    ["client_id"],
     multiprocess_mode="livemax",
 )
 MQTT_DUPLICATES = Counter(
@@ -55,6 +59,19 @@ ATTEMPT_STATUS = Counter(
     "hookstream_delivery_attempt_status_total",
     "Delivery attempts by answer: 2xx, 3xx, 4xx, 5xx, timeout, connection_error, refused",
     ["status_class"],
+)
+INGEST_RESPONSES = Counter(
+    "hookstream_ingest_responses_total",
+    "Answers to POST /ingest/v1/{kind}, by status class (2xx, 4xx, 5xx)",
+    ["status_class"],
+)
+# Present at 0 from the start: rate() and increase() see the first 5xx (a series born at 1
+# shows no increase).
+for _class in ("2xx", "4xx", "5xx"):
+    INGEST_RESPONSES.labels(_class)
+CONNECTORS_DEACTIVATED = Counter(
+    "hookstream_connectors_deactivated_total",
+    "Connectors switched off by hookstream (a 410 Gone, or every attempt failing too long)",
 )
 DELIVERY_LATENCY = Histogram(
     "hookstream_delivery_latency_seconds",

@@ -5,11 +5,14 @@ listens, a delivery worker once its first claim went through, the MQTT bridge on
 acknowledged its subscriptions (what gateways publish before that is not kept for it).
 A role stays ready once it was; its later trouble shows in metrics and logs
 (``hookstream_mqtt_connected``), not by taking the process out of a load balancer.
+Under systemd (``Type=notify``, ``NOTIFY_SOCKET`` set) the same moment is told as ``READY=1``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 log = logging.getLogger("hookstream.ready")
 
@@ -40,6 +43,8 @@ class Readiness:
             return
         self._ready.append(role)
         if not self._waiting:
+            # Before the line: whoever reads the line knows systemd was told as well.
+            notify_systemd(b"READY=1")
             log.info("hookstream ready: %s", ", ".join(ROLE_NAMES[r] for r in self._ready))
 
     @property
@@ -51,3 +56,18 @@ class Readiness:
     def roles(self) -> dict[str, str]:
         """Every expected role and its state, ``ready`` or ``starting``."""
         return {**dict.fromkeys(self._ready, "ready"), **dict.fromkeys(self._waiting, "starting")}
+
+
+def notify_systemd(state: bytes) -> None:
+    """Send ``state`` to systemd's notification socket (sd_notify), when it gave one."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address.startswith(("/", "@")):
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state)
+    except OSError as exc:  # systemd then says the start timed out; this says why
+        log.warning("could not tell systemd %r at NOTIFY_SOCKET %s: %s", state, address, exc)

@@ -68,6 +68,7 @@ class WorkerProcesses:
     async def _keep(self, index: int) -> None:
         env = {**os.environ, SUPERVISED: str(os.getpid())}
         env.pop("HOOKSTREAM_METRICS_LISTEN", None)  # the parent's /metrics covers them
+        env.pop("NOTIFY_SOCKET", None)  # the parent tells systemd once all are ready
         while not self._stopping:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "hookstream", "worker", env=env,

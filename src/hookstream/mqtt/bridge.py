@@ -273,7 +273,7 @@ class Bridge:
             self._generation += 1
             self._connected = True
         self._disconnected.clear()
-        MQTT_CONNECTED.set(1)
+        MQTT_CONNECTED.labels(self.config.client_id).set(1)
         log.info("MQTT bridge connected to %s:%s (session present: %s)",
                  self.config.host, self.config.port, bool(flags.session_present))
         self._new_session = not flags.session_present
@@ -315,7 +315,7 @@ class Bridge:
                        _p: Any) -> None:
         with self._lock:
             was_connected, self._connected = self._connected, False
-        MQTT_CONNECTED.set(0)
+        MQTT_CONNECTED.labels(self.config.client_id).set(0)
         self._disconnected.set()
         self._call(self.connected.clear)
         if was_connected and not self._stopping:
@@ -383,6 +383,8 @@ class Bridge:
     async def run(self) -> None:
         """Bridge until cancelled; a batch being stored at that moment is finished first."""
         self._loop = asyncio.get_running_loop()
+        # From now on this bridge has a sample, 0 until the broker accepts it.
+        MQTT_CONNECTED.labels(self.config.client_id).set(0)
         client = self._client()
         self._connect(client)
         client.loop_start()
@@ -402,7 +404,7 @@ class Bridge:
         finally:
             self._loop = None
             await asyncio.to_thread(self._close, client)
-            MQTT_CONNECTED.set(0)
+            MQTT_CONNECTED.labels(self.config.client_id).set(0)
 
     async def _next_batch(self) -> list[Received]:
         batch = [await self._queue.get()]

@@ -20,7 +20,13 @@ from hookstream.errors import (
     ValidationFailed,
 )
 from hookstream.kinds import KINDS
-from hookstream.metrics import DELIVERIES_ROUTED, INGEST_REJECTED, MESSAGES_INGESTED
+from hookstream.metrics import (
+    DELIVERIES_ROUTED,
+    INGEST_REJECTED,
+    INGEST_RESPONSES,
+    MESSAGES_INGESTED,
+    status_class,
+)
 from hookstream.pipeline.ingest import idempotency
 from hookstream.pipeline.ingest.intake import Idempotency, Submission
 from hookstream.pipeline.message import (
@@ -237,6 +243,25 @@ class IngestLane:
                 or scope["path"][len(_PREFIX):] not in _KINDS):
             await self.app(scope, receive, send)
             return
+        answered = False
+
+        async def counted(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                INGEST_RESPONSES.labels(
+                    status_class(message["status"], timed_out=False, refused=False)
+                ).inc()
+            await send(message)
+
+        try:
+            await self._ingest(scope, receive, counted)
+        except Exception:
+            if not answered:  # Starlette's error middleware, outside, answers it with a 500
+                INGEST_RESPONSES.labels("5xx").inc()
+            raise
+
+    async def _ingest(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["path"][len(_PREFIX):]
         headers = dict(scope["headers"])
         received: list[Message] = []

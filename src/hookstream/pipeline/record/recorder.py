@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hookstream.ids import new_id
+from hookstream.metrics import CONNECTORS_DEACTIVATED
 from hookstream.models import DeliveryStatus
 from hookstream.pipeline.deliver.client import AttemptResult
 from hookstream.pipeline.record.alerts import AlertEvent, enqueue_alerts
@@ -206,6 +207,10 @@ class Recorder:
                 for o in outcomes if o.status == DeliveryStatus.FAILED and o.connector_id
             ]
             await enqueue_alerts(repo, alerts, now)
+        # Counted once committed: a batch written again after a failure counts once.
+        switched_off = sum(1 for a in alerts if a.type == "connector.deactivated")
+        if switched_off:
+            CONNECTORS_DEACTIVATED.inc(switched_off)
 
     async def _connector_health(
         self, repo: Repository, outcomes: list[Outcome], now: int
