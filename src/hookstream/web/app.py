@@ -80,6 +80,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             ] = DatastreamMessage.model_json_schema(ref_template="#/components/schemas/{model}")
             errors.document_errors(schema, app)
             docs.untitle_responses(schema)
+            docs.plain_parameters(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -99,3 +99,20 @@ def untitle_responses(schema: dict[str, Any]) -> None:
                     body = media.get("schema", {})
                     if str(body.get("title", "")).startswith("Response "):
                         del body["title"]
+
+
+def plain_parameters(schema: dict[str, Any]) -> None:
+    """Make an optional ``X | None`` query parameter plain ``X`` in the document, in place.
+
+    A query string cannot carry a null (left out is how it is absent), and generators make
+    ``anyOf [X, null]`` into extra types (``ListMessagesKindType0``)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                body = parameter.get("schema", {})
+                options = body.get("anyOf", [])
+                others = [o for o in options if o != {"type": "null"}]
+                if parameter.get("required") or len(others) != 1 or len(options) != 2:
+                    continue
+                del body["anyOf"]
+                body.update(others[0])
