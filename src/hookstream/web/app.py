@@ -14,6 +14,7 @@ from hookstream.web.api import (
     alerts,
     audit,
     connectors,
+    docs,
     errors,
     gateways,
     health,
@@ -47,6 +48,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         description=DESCRIPTION,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        openapi_tags=list(docs.TAGS),
     )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.api_max_body_bytes)
@@ -55,6 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     for module in (organizations, gateways, connectors, alerts, logs, replay, health):
         app.include_router(module.router)
+    app.include_router(connectors.triggers_router)
     app.include_router(ingest.router)
     app.include_router(console_routes.router)  # sign-in and every console page
     app.add_exception_handler(CsrfRejected, console_pages.csrf_rejected)
@@ -76,6 +79,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 "DatastreamMessage"
             ] = DatastreamMessage.model_json_schema(ref_template="#/components/schemas/{model}")
             errors.document_errors(schema, app)
+            docs.untitle_responses(schema)
+            docs.plain_parameters(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

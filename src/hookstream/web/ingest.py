@@ -39,6 +39,7 @@ from hookstream.pipeline.message import (
 from hookstream.pipeline.queue.enqueue import wake
 from hookstream.services.runtime import Runtime
 from hookstream.web.api.common import RuntimeDep, bearer_token
+from hookstream.web.api.docs import INGEST_EXAMPLES
 from hookstream.web.api.errors import error_body
 from hookstream.web.api.responses import JSON
 from hookstream.web.statuses import status_for
@@ -96,7 +97,7 @@ _BODY_DOC: dict[str, Any] = {
                 {"type": "array", "minItems": 1, "maxItems": 1000,
                  "items": {"$ref": "#/components/schemas/DatastreamMessage"}},
             ]
-        }}},
+        }, "examples": INGEST_EXAMPLES}},
     }
 }
 
@@ -197,6 +198,7 @@ async def _accept(
 
 @router.post(
     "/ingest/v1/{kind}",
+    operation_id="ingestMessages",
     status_code=202,
     summary="Accept one message or an array of up to 1000 from a gateway",
     description=_DESCRIPTION,

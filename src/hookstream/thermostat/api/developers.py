@@ -76,7 +76,7 @@ def _client(row: Any) -> dict[str, Any]:
     }
 
 
-@clients.post("", status_code=201,
+@clients.post("", operation_id="createOauthClient", status_code=201,
               summary="Register an OAuth2 client; its secret is shown once (none when public)")
 async def create_client(body: ClientCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     now = now_ms()
@@ -98,7 +98,7 @@ async def create_client(body: ClientCreate, org_id: OrgId, rt: RuntimeDep) -> di
     }
 
 
-@clients.get("", summary="List OAuth2 clients")
+@clients.get("", operation_id="listOauthClients", summary="List OAuth2 clients")
 async def list_clients(
     org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -107,7 +107,7 @@ async def list_clients(
     return page([_client(r) for r in rows], limit, id_key="clientId")
 
 
-@clients.delete("/{client_id}", status_code=204,
+@clients.delete("/{client_id}", operation_id="deleteOauthClient", status_code=204,
                 summary="Delete a client: its tokens stop working and its subscriptions end")
 async def delete_client(client_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     now = now_ms()
@@ -123,7 +123,8 @@ async def delete_client(client_id: str, org_id: OrgId, rt: RuntimeDep) -> Respon
     return Response(status_code=204)
 
 
-@keys.post("", status_code=201, summary="Create a subscription key; shown once")
+@keys.post("", operation_id="createSubscriptionKey",
+           status_code=201, summary="Create a subscription key; shown once")
 async def create_key(body: KeyCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     now = now_ms()
     key_id, key = new_id("skey"), new_key("hssk")
@@ -137,7 +138,7 @@ async def create_key(body: KeyCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str
     return {"id": key_id, "name": body.name, "key": key, "createdAt": rfc3339(now)}
 
 
-@keys.get("", summary="List subscription keys (names only)")
+@keys.get("", operation_id="listSubscriptionKeys", summary="List subscription keys (names only)")
 async def list_keys(
     org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -148,7 +149,8 @@ async def list_keys(
     )
 
 
-@keys.delete("/{key_id}", status_code=204, summary="Revoke a subscription key")
+@keys.delete("/{key_id}", operation_id="deleteSubscriptionKey",
+             status_code=204, summary="Revoke a subscription key")
 async def delete_key(key_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     async with rt.db.write() as conn:
         repo = Repository(conn)
@@ -158,7 +160,7 @@ async def delete_key(key_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
-@keys.post("/{key_id}/rotate",
+@keys.post("/{key_id}/rotate", operation_id="rotateSubscriptionKey",
            summary="A new value for the key; the current one keeps working for overlapSeconds "
                    "(default 24 h; 0 revokes it at once)")
 async def rotate_key(

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from hookstream.services.runtime import Runtime
@@ -130,12 +131,31 @@ async def _form_endpoint(request: Request, endpoint: str) -> Response:
     return response
 
 
+class OAuthError(BaseModel):
+    """An RFC 6749 5.2 error, as the token and revocation endpoints answer it."""
+
+    error: str
+    error_description: str | None = None
+    error_uri: str | None = None
+
+
+class OAuthTokens(BaseModel):
+    """The token endpoint's answer (RFC 6749 5.1)."""
+
+    access_token: str
+    token_type: str
+    expires_in: int | None = None
+    refresh_token: str | None = None
+    scope: str | None = None
+
+
 _TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The tokens (`access_token`, `token_type`, `expires_in`, "
-                         "`refresh_token`, `scope`)."},
+                         "`refresh_token`, `scope`).", "model": OAuthTokens},
     400: {"description": "RFC 6749 error: `invalid_request`, `invalid_grant`, "
-                         "`invalid_scope`, `unsupported_grant_type`..."},
-    401: {"description": "`invalid_client`: the client could not authenticate."},
+                         "`invalid_scope`, `unsupported_grant_type`...", "model": OAuthError},
+    401: {"description": "`invalid_client`: the client could not authenticate.",
+          "model": OAuthError},
 }
 
 
@@ -148,7 +168,7 @@ _STR = {"type": "string"}
 
 
 @router.post(
-    "/token",
+    "/token", operation_id="requestToken",
     summary="Exchange an authorization code, or a refresh token, for tokens",
     description=(
         "RFC 6749 token endpoint. `grant_type=authorization_code` (`code`, `redirect_uri` when "
@@ -171,7 +191,7 @@ async def token(request: Request) -> Response:
 
 
 @router.post(
-    "/revoke",
+    "/revoke", operation_id="revokeToken",
     summary="Revoke a token (RFC 7009)",
     description=(
         "Revokes the grant the token belongs to: its access and refresh tokens and every "
@@ -244,7 +264,7 @@ def _authorize_error(error: OAuth2Error) -> Response:
 
 
 @router.get(
-    "/authorize",
+    "/authorize", operation_id="startAuthorization",
     summary="Start an authorization (browser): sign-in and consent page",
     description=(
         "RFC 6749 authorization endpoint for the code grant: `response_type=code`, "
@@ -319,7 +339,7 @@ def _decide(server: AuthorizationServer, oauth_request: OAuthRequest,
 
 
 @router.post(
-    "/authorize",
+    "/authorize", operation_id="decideAuthorization",
     summary="The consent page's answer (browser form: Allow or Deny)",
     description=(
         "Posted by the consent page with the authorization request's query, the session's "

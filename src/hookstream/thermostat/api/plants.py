@@ -24,6 +24,8 @@ from hookstream.thermostat.subscriptions import end_subscriptions
 from hookstream.web.api.common import Cursor, Limit, OrgId, RuntimeDep, decode_cursor, page, rfc3339
 
 router = APIRouter(prefix="/api/v1/plants", tags=["plants"])
+# A plant's modules, under its path but documented as a resource of their own.
+modules_router = APIRouter(prefix="/api/v1/plants", tags=["modules"])
 DEVICE = "chronothermostat"
 
 
@@ -111,7 +113,7 @@ async def _check_link(
 
 
 # --- plants -------------------------------------------------------------------------------
-@router.post("", status_code=201, summary="Create a plant")
+@router.post("", operation_id="createPlant", status_code=201, summary="Create a plant")
 async def create_plant(body: PlantCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     now = now_ms()
     plant_id = new_id("plt")
@@ -123,7 +125,7 @@ async def create_plant(body: PlantCreate, org_id: OrgId, rt: RuntimeDep) -> dict
             "updatedAt": rfc3339(now)}
 
 
-@router.get("", summary="List plants")
+@router.get("", operation_id="listPlants", summary="List plants")
 async def list_plants(
     org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -132,7 +134,7 @@ async def list_plants(
     return page([_plant(r) for r in rows], limit)
 
 
-@router.get("/{plant_id}", summary="Get a plant")
+@router.get("/{plant_id}", operation_id="getPlant", summary="Get a plant")
 async def get_plant(plant_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     async with rt.db.read() as conn:
         row = await Repository(conn).get_plant(org_id, plant_id)
@@ -141,7 +143,7 @@ async def get_plant(plant_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, A
     return _plant(row)
 
 
-@router.patch("/{plant_id}", summary="Rename a plant")
+@router.patch("/{plant_id}", operation_id="updatePlant", summary="Rename a plant")
 async def update_plant(
     plant_id: str, body: PlantUpdate, org_id: OrgId, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -154,7 +156,7 @@ async def update_plant(
     return _plant(row)
 
 
-@router.delete("/{plant_id}", status_code=204,
+@router.delete("/{plant_id}", operation_id="deletePlant", status_code=204,
                summary="Delete a plant, its modules and its subscriptions")
 async def delete_plant(plant_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     now = now_ms()
@@ -176,7 +178,8 @@ async def _require_plant(repo: Repository, org_id: str, plant_id: str) -> None:
         raise _plant_not_found(plant_id)
 
 
-@router.post("/{plant_id}/modules", status_code=201, summary="Add a chronothermostat module")
+@modules_router.post("/{plant_id}/modules", operation_id="createModule",
+                     status_code=201, summary="Add a chronothermostat module")
 async def create_module(
     plant_id: str, body: ModuleCreate, org_id: OrgId, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -198,7 +201,8 @@ async def create_module(
     return _module(row)
 
 
-@router.get("/{plant_id}/modules", summary="List a plant's modules")
+@modules_router.get("/{plant_id}/modules", operation_id="listModules",
+                    summary="List a plant's modules")
 async def list_modules(
     plant_id: str, org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
@@ -209,7 +213,8 @@ async def list_modules(
     return page([_module(r) for r in rows], limit)
 
 
-@router.get("/{plant_id}/modules/{module_id}", summary="Get a module and its state")
+@modules_router.get("/{plant_id}/modules/{module_id}", operation_id="getModule",
+                    summary="Get a module and its state")
 async def get_module(
     plant_id: str, module_id: str, org_id: OrgId, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -220,8 +225,8 @@ async def get_module(
     return _module(row)
 
 
-@router.patch("/{plant_id}/modules/{module_id}",
-              summary="Rename a module, or change its link to datastream messages")
+@modules_router.patch("/{plant_id}/modules/{module_id}", operation_id="updateModule",
+                      summary="Rename a module, or change its link to datastream messages")
 async def update_module(
     plant_id: str, module_id: str, body: ModuleUpdate, org_id: OrgId, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -248,7 +253,8 @@ async def update_module(
     return _module(row)
 
 
-@router.delete("/{plant_id}/modules/{module_id}", status_code=204, summary="Remove a module")
+@modules_router.delete("/{plant_id}/modules/{module_id}", operation_id="deleteModule",
+                       status_code=204, summary="Remove a module")
 async def delete_module(
     plant_id: str, module_id: str, org_id: OrgId, rt: RuntimeDep
 ) -> Response:

@@ -178,7 +178,8 @@ async def _plant(rt: Runtime, org_id: str, plant_id: str) -> Any:
 
 
 # --- plants and topology -------------------------------------------------------------------
-@router.get("/plants", summary="The plants the user gave access to (204 when none)",
+@router.get("/plants", operation_id="listSmartherPlants",
+            summary="The plants the user gave access to (204 when none)",
             responses={204: {"description": "No plant yet"}})
 async def plants(who: CallerDep, rt: RuntimeDep) -> Response:
     who.need(READ)
@@ -189,7 +190,8 @@ async def plants(who: CallerDep, rt: RuntimeDep) -> Response:
     return JSON({"plants": [{"id": r.id, "name": r.name} for r in rows]})
 
 
-@router.get("/plants/{plant_id}/topology", summary="A plant and its modules")
+@router.get("/plants/{plant_id}/topology", operation_id="getPlantTopology",
+            summary="A plant and its modules")
 async def topology(plant_id: str, who: CallerDep, rt: RuntimeDep) -> dict[str, Any]:
     who.need(READ)
     async with rt.db.read() as conn:
@@ -216,7 +218,8 @@ async def _module_row(rt: Runtime, org_id: str, plant_id: str, module_id: str) -
     return row
 
 
-@router.get(_MODULE_PATH, summary="A chronothermostat's status")
+@router.get(_MODULE_PATH, operation_id="getChronothermostatStatus",
+            summary="A chronothermostat's status")
 async def get_module(
     plant_id: str, module_id: str, who: CallerDep, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -225,7 +228,8 @@ async def get_module(
     return module_status(ModuleState.from_json(row.state), plant_id, module_id)
 
 
-@router.post(_MODULE_PATH, summary="Set function, mode, setPoint, programs, activationTime",
+@router.post(_MODULE_PATH, operation_id="setChronothermostatStatus",
+             summary="Set function, mode, setPoint, programs, activationTime",
              openapi_extra=_SET_BODY)
 async def set_module(
     plant_id: str, module_id: str, request: Request, who: CallerDep, rt: RuntimeDep
@@ -248,7 +252,8 @@ async def set_module(
     return module_status(state, plant_id, module_id)
 
 
-@router.get(_MODULE_PATH + "/programlist", summary="A chronothermostat's programs")
+@router.get(_MODULE_PATH + "/programlist", operation_id="listChronothermostatPrograms",
+            summary="A chronothermostat's programs")
 async def programs(
     plant_id: str, module_id: str, who: CallerDep, rt: RuntimeDep
 ) -> dict[str, Any]:
@@ -266,7 +271,8 @@ def _subscription(row: Any) -> dict[str, Any]:
     return {"plantId": row.plant_id, "subscriptionId": row.id, "EndPointUrl": row.endpoint_url}
 
 
-@router.post("/plants/{plant_id}/subscription", status_code=201,
+@router.post("/plants/{plant_id}/subscription", operation_id="createPlantSubscription",
+             status_code=201,
              summary="Subscribe an endpoint to the plant's notifications")
 async def subscribe(
     plant_id: str, request: Request, who: CallerDep, rt: RuntimeDep
@@ -301,7 +307,8 @@ async def subscribe(
     )
 
 
-@router.get("/subscription", summary="This application's subscriptions (204 when none)",
+@router.get("/subscription", operation_id="listPlantSubscriptions",
+            summary="This application's subscriptions (204 when none)",
             responses={204: {"description": "No subscription yet"}})
 async def subscriptions(who: CallerDep, rt: RuntimeDep) -> Response:
     who.need(READ)
@@ -314,6 +321,7 @@ async def subscriptions(who: CallerDep, rt: RuntimeDep) -> Response:
 
 # response_class: the 200 has no body, so the schema must not promise JSON.
 @router.delete("/plants/{plant_id}/subscription/{subscription_id}",
+               operation_id="deletePlantSubscription",
                summary="Unsubscribe (200, as the original answers)", response_class=Response)
 async def unsubscribe(
     plant_id: str, subscription_id: str, who: CallerDep, rt: RuntimeDep

@@ -56,7 +56,8 @@ def _alerts(row: Any) -> dict[str, Any]:
     }
 
 
-@router.put("", summary="Set the alerts URL (events: connector.deactivated, delivery.failed)")
+@router.put("", operation_id="setAlerts",
+            summary="Set the alerts URL (events: connector.deactivated, delivery.failed)")
 async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     check_target(rt.settings, body.url, "url")
     check_auth_target(rt.settings, body.authentication)
@@ -90,7 +91,7 @@ async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, 
     return result
 
 
-@router.get("", summary="The alerts endpoint")
+@router.get("", operation_id="getAlerts", summary="The alerts endpoint")
 async def get(org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     async with rt.db.read() as conn:
         row = await Repository(conn).get_alerts_connector(org_id)
@@ -99,7 +100,7 @@ async def get(org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     return _alerts(row)
 
 
-@router.delete("", status_code=204, summary="Stop sending alerts")
+@router.delete("", operation_id="deleteAlerts", status_code=204, summary="Stop sending alerts")
 async def delete(org_id: OrgId, rt: RuntimeDep) -> Response:
     now = now_ms()
     async with rt.db.write() as conn:

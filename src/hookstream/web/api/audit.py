@@ -34,7 +34,8 @@ def _event(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("", summary="The organization's audit log, oldest first")
+@router.get("", operation_id="listAuditEvents",
+            summary="The organization's audit log, oldest first")
 async def list_events(
     org_id: OrgId,
     rt: RuntimeDep,

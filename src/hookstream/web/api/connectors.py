@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Body, Response
 
 from hookstream.services import connectors, triggers
 from hookstream.services.schemas import (
@@ -14,30 +14,37 @@ from hookstream.services.schemas import (
     TriggerCreate,
 )
 from hookstream.web.api.common import Cursor, Limit, OrgId, RuntimeDep
+from hookstream.web.api.docs import CONNECTOR_EXAMPLES, TRIGGER_EXAMPLES
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
+# A connector's triggers, under its path but documented as a resource of their own.
+triggers_router = APIRouter(prefix="/api/v1/connectors", tags=["triggers"])
 
 
-@router.post("", status_code=201,
+@router.post("", operation_id="createConnector", status_code=201,
              summary="Create a connector; its signing secret is shown this once")
-async def create(body: ConnectorCreate, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
+async def create(
+    body: Annotated[ConnectorCreate, Body(openapi_examples=CONNECTOR_EXAMPLES)],
+    org_id: OrgId, rt: RuntimeDep,
+) -> dict[str, Any]:
     return await connectors.create(rt, org_id, body)
 
 
-@router.get("", summary="List connectors")
+@router.get("", operation_id="listConnectors", summary="List connectors")
 async def list_(
     org_id: OrgId, rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
     return await connectors.list_(rt, org_id, limit=limit, cursor=cursor)
 
 
-@router.get("/{connector_id}", summary="Get a connector (secrets are never shown again)")
+@router.get("/{connector_id}", operation_id="getConnector",
+            summary="Get a connector (secrets are never shown again)")
 async def get(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     return await connectors.get(rt, org_id, connector_id)
 
 
 @router.patch(
-    "/{connector_id}",
+    "/{connector_id}", operation_id="updateConnector",
     summary="Change a connector; {'active': false} holds its queued deliveries, true resumes them",
 )
 async def update(
@@ -47,7 +54,7 @@ async def update(
 
 
 @router.post(
-    "/{connector_id}/rotate-secret",
+    "/{connector_id}/rotate-secret", operation_id="rotateConnectorSecret",
     summary="Replace the signing secret; the previous one keeps signing for a grace period",
 )
 async def rotate_secret(
@@ -56,28 +63,32 @@ async def rotate_secret(
     return await connectors.rotate_secret(rt, org_id, connector_id, body)
 
 
-@router.delete("/{connector_id}", status_code=204,
+@router.delete("/{connector_id}", operation_id="deleteConnector", status_code=204,
                summary="Delete a connector; its queued deliveries are cancelled")
 async def delete(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> Response:
     await connectors.delete(rt, org_id, connector_id)
     return Response(status_code=204)
 
 
-@router.post("/{connector_id}/triggers", status_code=201, tags=["triggers"],
-             summary="Add a trigger: which kinds, from which gateways (or all of them)")
+@triggers_router.post("/{connector_id}/triggers", operation_id="createTrigger",
+                      status_code=201,
+                      summary="Add a trigger: which kinds, from which gateways (or all of them)")
 async def create_trigger(
-    connector_id: str, body: TriggerCreate, org_id: OrgId, rt: RuntimeDep
+    connector_id: str,
+    body: Annotated[TriggerCreate, Body(openapi_examples=TRIGGER_EXAMPLES)],
+    org_id: OrgId, rt: RuntimeDep,
 ) -> dict[str, Any]:
     return await triggers.create(rt, org_id, connector_id, body)
 
 
-@router.get("/{connector_id}/triggers", tags=["triggers"], summary="List a connector's triggers")
+@triggers_router.get("/{connector_id}/triggers", operation_id="listTriggers",
+                     summary="List a connector's triggers")
 async def list_triggers(connector_id: str, org_id: OrgId, rt: RuntimeDep) -> dict[str, Any]:
     return await triggers.list_(rt, org_id, connector_id)
 
 
-@router.delete("/{connector_id}/triggers/{trigger_id}", status_code=204, tags=["triggers"],
-               summary="Remove a trigger")
+@triggers_router.delete("/{connector_id}/triggers/{trigger_id}",
+                        operation_id="deleteTrigger", status_code=204, summary="Remove a trigger")
 async def delete_trigger(
     connector_id: str, trigger_id: str, org_id: OrgId, rt: RuntimeDep
 ) -> Response:

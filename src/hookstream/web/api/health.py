@@ -15,13 +15,13 @@ from hookstream.web.api.responses import JSON
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", operation_id="getHealth", summary="The process is up")
 async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
 @router.get(
-    "/readyz", response_model=None,
+    "/readyz", operation_id="getReadiness", response_model=None,
     summary="The database answers and every role of the process is ready (503 until then)",
 )
 async def readyz(rt: RuntimeDep) -> dict[str, Any] | JSON:
@@ -29,6 +29,7 @@ async def readyz(rt: RuntimeDep) -> dict[str, Any] | JSON:
     return body if status == 200 else JSON(body, status_code=status)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", operation_id="getMetrics",
+            summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

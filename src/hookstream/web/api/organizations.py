@@ -16,17 +16,18 @@ router = APIRouter(prefix="/api/v1/organizations", tags=["organizations"],
 own = APIRouter(prefix="/api/v1/organization", tags=["organizations"])
 
 
-@router.post("", status_code=201, summary="Create an organization (admin key)")
+@router.post("", operation_id="createOrganization",
+             status_code=201, summary="Create an organization (admin key)")
 async def create(body: OrganizationCreate, rt: RuntimeDep) -> dict[str, Any]:
     return await organizations.create(rt, body.name)
 
 
-@router.get("", summary="List organizations (admin key)")
+@router.get("", operation_id="listOrganizations", summary="List organizations (admin key)")
 async def list_(rt: RuntimeDep, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     return await organizations.list_(rt, limit=limit, cursor=cursor)
 
 
-@router.post("/{org_id}/rotate-api-key",
+@router.post("/{org_id}/rotate-api-key", operation_id="rotateOrganizationApiKey",
              summary="Give an organization a new API key (admin key; for a lost key)")
 async def rotate_by_admin(
     org_id: str, rt: RuntimeDep, body: Rotation | None = None
@@ -34,7 +35,7 @@ async def rotate_by_admin(
     return await organizations.rotate_api_key(rt, org_id, body)
 
 
-@own.post("/rotate-api-key",
+@own.post("/rotate-api-key", operation_id="rotateOwnApiKey",
           summary="A new API key for this organization; the current one keeps working for "
                   "overlapSeconds (default 24 h; 0 revokes it at once)")
 async def rotate_own(

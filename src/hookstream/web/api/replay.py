@@ -15,11 +15,11 @@ from hookstream.services import replay
 from hookstream.services.schemas import ConnectorReplay, ConnectorTest
 from hookstream.web.api.common import OrgId, RuntimeDep, parse_time
 
-router = APIRouter(prefix="/api/v1", tags=["replay"])
+router = APIRouter(prefix="/api/v1")
 
 
 @router.post(
-    "/connectors/{connector_id}/replay",
+    "/connectors/{connector_id}/replay", operation_id="replayConnector",
     status_code=202,
     tags=["connectors"],
     summary="Replay a connector's deliveries created in [since, until) with the given statuses",
@@ -44,8 +44,8 @@ async def replay_range(
 
 
 @router.post(
-    "/deliveries/{delivery_id}/cancel",
-    tags=["logs"],
+    "/deliveries/{delivery_id}/cancel", operation_id="cancelDelivery",
+    tags=["deliveries"],
     summary="Cancel a pending or held delivery (409 for one already delivered, failed or "
             "cancelled)",
 )
@@ -54,7 +54,7 @@ async def cancel_delivery(delivery_id: str, org_id: OrgId, rt: RuntimeDep) -> di
 
 
 @router.post(
-    "/connectors/{connector_id}/test",
+    "/connectors/{connector_id}/test", operation_id="testConnector",
     tags=["connectors"],
     summary="Send a signed sample message of a kind to the connector now and report the answer",
     description=(
