@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +265,16 @@ def stop(*procs: subprocess.Popen[bytes]) -> list[int]:
     return codes
 
 
+async def logged(proc: subprocess.Popen[bytes], log: Path, line: str,
+                 timeout: float = 30.0) -> None:
+    """Until ``line`` is in ``log`` (fails if ``proc`` exits or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    while line not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {line!r} in {timeout:.0f} s"
+        await asyncio.sleep(0.02)  # poll interval
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_serve_tells_systemd_once_from_its_own_pid(
     settings: Settings, tmp_path: Path, notify_socket: NotifySocket
@@ -280,7 +291,8 @@ async def test_serve_tells_systemd_once_from_its_own_pid(
         notice = await notify_socket.wait(serve, log, "hookstream serve")
         assert notice == Notice(serve.pid, b"READY=1")
         assert notify_socket.take(0) is None
-        assert "hookstream ready: api, delivery worker" in log.read_text()
+        # systemd is told just before the line is logged: the line follows.
+        await logged(serve, log, "hookstream ready: api, delivery worker")
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
     finally:
