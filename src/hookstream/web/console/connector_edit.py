@@ -263,17 +263,17 @@ async def edit_connector(page: Page, connector_id: str) -> Response:
     return _edit_form(page, con, values=values, header_rows=_rows(con))
 
 
-def _where(errors: FieldErrors, names: set[str]) -> FieldErrors:
+def _where(errors: FieldErrors, sections: dict[str, tuple[str, ...]]) -> FieldErrors:
     """The API's error fields as the form's: a header's errors go with the headers; one of
-    a part of the body (say "batch") to its first field."""
+    a whole part of the body (say "batch") to its first field."""
     for name in list(errors.fields):
         if name.startswith("headers."):
             errors.fields.setdefault("headers", errors.fields.pop(name))
-        elif name in SECTIONS and name not in names:
-            errors.fields.setdefault(SECTIONS[name][0], errors.fields.pop(name))
+        elif name in sections and sections[name][0] != name:
+            errors.fields.setdefault(sections[name][0], errors.fields.pop(name))
     if "authentication" in errors.fields:  # an unknown type
         errors.fields["authentication.type"] = errors.fields.pop("authentication")
-    return errors.only(*names, "headers")
+    return errors
 
 
 @router.post(CONNECTORS + "/{connector_id}/edit")
@@ -291,11 +291,11 @@ async def save_connector(page: Page, connector_id: str) -> Response:
             await connectors.update_keeping_secrets(page.rt, page.org_id, connector_id,
                                                     parsed.body)
         except (ValidationError, ValidationFailed) as exc:
-            errors = field_errors(exc)
+            errors = _where(field_errors(exc), SECTIONS)
     if errors:
         names = {n for fields in SECTIONS.values() for n in fields} | set(values) | {
             f"authentication.{n}" for n in AUTH_FIELDS.get(auth_type, ())} | {
             f"headers.{i}.value" for i in range(rows)}
         return _edit_form(page, con, values=values, header_rows=rows,
-                          errors=_where(errors, names), status=422)
+                          errors=errors.only(*names, "headers"), status=422)
     return redirect(f"{CONNECTORS}/{connector_id}?done=connector-saved")
