@@ -11,6 +11,13 @@ from hookstream.storage import queries as q
 from hookstream.storage.repository._base import Rows, _Base
 
 
+def _window(org_id: str, connector_id: str, first_id: str, since: int, until: int,
+            bucket_ms: int) -> dict[str, Any]:
+    """The parameters of the charts' statements."""
+    return {"org_id": org_id, "connector_id": connector_id, "first_id": first_id,
+            "since": since, "until": until, "bucket_ms": bucket_ms}
+
+
 class TenancyQueries(_Base):
     # --- meta ---------------------------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -261,18 +268,13 @@ class TenancyQueries(_Base):
             "org_id": org_id, "connector_id": connector_id, "first_id": first_id,
         })
 
-    def _window(self, org_id: str, connector_id: str, first_id: str, since: int, until: int,
-                bucket_ms: int) -> dict[str, Any]:
-        return {"org_id": org_id, "connector_id": connector_id, "first_id": first_id,
-                "since": since, "until": until, "bucket_ms": bucket_ms}
-
     async def connector_attempt_outcomes(
         self, org_id: str, connector_id: str, *, first_id: str, since: int, until: int,
         bucket_ms: int,
     ) -> Rows:
         """The connector's attempts started in [since, until) by bucket (0 from ``since``,
         ``bucket_ms`` wide) and outcome: ``delivered``, ``refused`` or ``no_answer``."""
-        return await self._all(q.connector_attempt_outcomes, self._window(
+        return await self._all(q.connector_attempt_outcomes, _window(
             org_id, connector_id, first_id, since, until, bucket_ms))
 
     async def connector_attempt_durations(
@@ -280,5 +282,5 @@ class TenancyQueries(_Base):
         bucket_ms: int,
     ) -> Rows:
         """The same attempts by bucket and rounded duration (ms), counted."""
-        return await self._all(q.connector_attempt_durations, self._window(
+        return await self._all(q.connector_attempt_durations, _window(
             org_id, connector_id, first_id, since, until, bucket_ms))
