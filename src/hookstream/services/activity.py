@@ -75,24 +75,19 @@ async def connector_activity(
     now = now_ms() if until_ms is None else until_ms
     until = (now // bucket_ms + 1) * bucket_ms  # the current bucket ends the chart
     since = until - window_ms
-    first_id = first_id_at("att", since)
     async with rt.db.read() as conn:
-        repo = Repository(conn)
-        outcome_rows = await repo.connector_attempt_outcomes(
-            org_id, connector_id, first_id=first_id, since=since, until=until,
-            bucket_ms=bucket_ms)
-        duration_rows = await repo.connector_attempt_durations(
-            org_id, connector_id, first_id=first_id, since=since, until=until,
+        rows = await Repository(conn).connector_attempt_histogram(
+            org_id, connector_id, first_id=first_id_at("att", since), since=since, until=until,
             bucket_ms=bucket_ms)
     count = window_ms // bucket_ms
     counts: list[dict[str, int]] = [dict.fromkeys(OUTCOMES, 0) for _ in range(count)]
-    for row in outcome_rows:
-        counts[int(row.bucket)][str(row.outcome)] += int(row.attempts)
     histograms: list[dict[int, int]] = [defaultdict(int) for _ in range(count)]
     overall: dict[int, int] = defaultdict(int)
-    for row in duration_rows:
-        histograms[int(row.bucket)][int(row.duration_ms)] += int(row.attempts)
-        overall[int(row.duration_ms)] += int(row.attempts)
+    for row in rows:
+        i, n, duration = int(row.bucket), int(row.attempts), int(row.duration_ms)
+        counts[i][str(row.outcome)] += n
+        histograms[i][duration] += n
+        overall[duration] += n
     buckets = [
         Bucket(since + i * bucket_ms, counts[i], percentile(histograms[i], 0.5),
                percentile(histograms[i], 0.99))

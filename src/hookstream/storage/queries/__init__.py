@@ -203,10 +203,7 @@ from hookstream.storage.queries.tenancy import (
     connector_attempt_counts as connector_attempt_counts,
 )
 from hookstream.storage.queries.tenancy import (
-    connector_attempt_durations as connector_attempt_durations,
-)
-from hookstream.storage.queries.tenancy import (
-    connector_attempt_outcomes as connector_attempt_outcomes,
+    connector_attempt_histogram as connector_attempt_histogram,
 )
 from hookstream.storage.queries.tenancy import (
     connector_credentials as connector_credentials,

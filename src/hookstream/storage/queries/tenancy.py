@@ -512,7 +512,7 @@ connector_last_failure = (
 
 # --- the console: a connector's charts ---------------------------------------------------------
 # One row per attempt of the window: its bucket ((started_at - since) // bucket_ms), its
-# outcome and its duration. The outer statements group the subquery's columns: PostgreSQL
+# outcome and its duration. The outer statement groups the subquery's columns: PostgreSQL
 # would not see two copies of an expression with parameters in it as the same expression.
 _window = (
     select(
@@ -542,11 +542,9 @@ _window = (
     )
     .subquery("attempt_window")
 )
-# Attempts per bucket and outcome: delivered (2xx), refused (another status), no_answer.
-connector_attempt_outcomes = select(
-    _window.c.bucket, _window.c.outcome, func.count().label("attempts")
-).group_by(_window.c.bucket, _window.c.outcome)
-# How many attempts of each (rounded) duration per bucket: the percentiles are read from it.
-connector_attempt_durations = select(
-    _window.c.bucket, _window.c.duration_ms, func.count().label("attempts")
-).group_by(_window.c.bucket, _window.c.duration_ms)
+# How many attempts of each outcome (delivered: 2xx; refused: another status; no_answer) and
+# each rounded duration per bucket: both charts come from this one scan of the window.
+connector_attempt_histogram = select(
+    _window.c.bucket, _window.c.outcome, _window.c.duration_ms,
+    func.count().label("attempts"),
+).group_by(_window.c.bucket, _window.c.outcome, _window.c.duration_ms)

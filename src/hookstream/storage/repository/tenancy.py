@@ -268,19 +268,12 @@ class TenancyQueries(_Base):
             "org_id": org_id, "connector_id": connector_id, "first_id": first_id,
         })
 
-    async def connector_attempt_outcomes(
+    async def connector_attempt_histogram(
         self, org_id: str, connector_id: str, *, first_id: str, since: int, until: int,
         bucket_ms: int,
     ) -> Rows:
-        """The connector's attempts started in [since, until) by bucket (0 from ``since``,
-        ``bucket_ms`` wide) and outcome: ``delivered``, ``refused`` or ``no_answer``."""
-        return await self._all(q.connector_attempt_outcomes, _window(
-            org_id, connector_id, first_id, since, until, bucket_ms))
-
-    async def connector_attempt_durations(
-        self, org_id: str, connector_id: str, *, first_id: str, since: int, until: int,
-        bucket_ms: int,
-    ) -> Rows:
-        """The same attempts by bucket and rounded duration (ms), counted."""
-        return await self._all(q.connector_attempt_durations, _window(
+        """The connector's attempts started in [since, until), counted by bucket (0 from
+        ``since``, ``bucket_ms`` wide), outcome (``delivered``, ``refused``, ``no_answer``) and
+        duration in ms (rounded down to 1, 10, 100 or 1000 ms by its size)."""
+        return await self._all(q.connector_attempt_histogram, _window(
             org_id, connector_id, first_id, since, until, bucket_ms))
