@@ -574,6 +574,13 @@ async def test_a_new_user_walks_the_document_flow_and_replays_a_failure(
             where = screenshots_dir()
             where.mkdir(parents=True, exist_ok=True)
             await page.locator("#activity").screenshot(path=str(where / "connector-charts.png"))
+        # Phone-wide, neither the charts nor the edit form scroll sideways.
+        await page.set_viewport_size(PHONE)
+        for path in (f"/console/connectors/{connector_id}",
+                     f"/console/connectors/{connector_id}/edit"):
+            await page.goto(path)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (path, width)
 
     await chrome.run(charts())
     assert refusals == []
