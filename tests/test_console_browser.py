@@ -583,6 +583,22 @@ async def test_a_new_user_walks_the_document_flow_and_replays_a_failure(
             assert width <= PHONE["width"], (path, width)
 
     await chrome.run(charts())
+
+    async def audit_log() -> None:
+        await page.set_viewport_size(LAPTOP)
+        await page.click("nav >> text=Audit log")
+        rows = page.locator("#audit-events tbody tr")
+        await expect(rows.first).to_contain_text("connector.updated")
+        await expect(rows.first).to_contain_text(f"user:{EMAIL}")
+        await page.fill("#f-actor", f"user:{EMAIL}")
+        await page.select_option("#f-action", "connector.updated")
+        await page.click("form.filters button:has-text('Filter')")
+        await expect(page).to_have_url(re.compile(r"action=connector.updated"))
+        await expect(rows).to_have_count(2)  # switched on, then edited
+        await expect(rows.first).to_contain_text("routes")
+        await shoot(page, "audit-log", screenshots)
+
+    await chrome.run(audit_log())
     assert refusals == []
 
 

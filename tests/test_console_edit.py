@@ -297,8 +297,8 @@ async def test_an_edit_needs_the_csrf_token_and_the_connector_of_the_organizatio
 def audit_rows(page: str) -> list[tuple[str, str, str]]:
     """(actor, action, resource id) of each row, top to bottom."""
     rows = re.findall(
-        r'data-label="Actor">([^<]*)</td>\s*<td data-label="Action"><code>([^<]*)</code></td>'
-        r'\s*<td data-label="Resource">(?:<a [^>]*>)?([^<]*)', page)
+        r'data-label="Actor">([^<]*)</td>\s*<td class="nowrap" data-label="Action">'
+        r'<code>([^<]*)</code></td>\s*<td data-label="Resource">(?:<a [^>]*>)?([^<]*)', page)
     return [(html.unescape(a), b, c) for a, b, c in rows]
 
 
