@@ -3,7 +3,8 @@
 Sign in, add a gateway, 'Add a connector' to a local receiver, 'Create new trigger' for one
 gateway, switch the toggle on, send a value through the ingest API, and find the delivery
 in the log with its attempt; then a failing receiver's delivery is replayed from its page and
-shows delivered. The run saves screenshots of the main pages to docs/screenshots/ (the README
+shows delivered; last, the connector is edited (an error first, then a saved change that the
+next webhooks carry). The run saves screenshots of the main pages to docs/screenshots/ (the README
 shows them).
 
 Chromium runs once per session, driven by playwright from a thread with its own event loop:
@@ -496,13 +497,109 @@ async def test_a_new_user_walks_the_document_flow_and_replays_a_failure(
         await expect(page.locator("main table tbody tr")).to_have_count(3)
         await shoot(page, "delivery-log", screenshots)
         await page.set_viewport_size(PHONE)
-        await page.click("nav >> text=Deliveries")
+        # The same page again: wait for the new one, not the one it replaces.
+        async with page.expect_navigation():
+            await page.click("nav >> text=Deliveries")
         await shoot(page, "phone-deliveries", screenshots)
         # Phone-wide, the page does not scroll sideways.
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], width
 
     await chrome.run(tour())
+
+    # --- 'Edit': an error next to its field, then the saved change is what gets delivered ------
+    refusals: list[str] = []  # what the browser refused under the CSP (nothing, we check)
+
+    async def edit() -> None:
+        page.on("console", lambda m: refusals.append(m.text)
+                if "Content Security Policy" in m.text else None)
+        await page.set_viewport_size(LAPTOP)
+        await page.click("nav >> text=Connectors")
+        await page.click("text=My server")
+        chart = page.locator("svg#chart-attempts")
+        await expect(chart).to_be_visible()
+        await expect(chart.locator("rect.o-delivered")).to_have_count(1)
+        await page.click("#edit-connector")
+        await expect(page.locator("h1")).to_have_text("Edit My server")
+        token_field = page.locator("#f-authentication-token")
+        await expect(token_field).to_be_visible()  # the stored type's fields only
+        await expect(token_field).to_have_value("")
+        await expect(token_field).to_have_attribute("placeholder", "unchanged")
+        await expect(page.locator("#f-authentication-username")).to_be_hidden()
+        await expect(page.locator("#f-routes-values")).to_have_value("/hooks/values")
+        await page.fill("#f-routes-values", "/hooks/v2/values")
+        await page.fill("#f-headers-0-name", "X-Walk")
+        await page.fill("#f-headers-0-value", "walked")
+        await page.fill("#f-timeouts-connect", "100")
+        await page.click("button:has-text('Save')")
+        await expect(page.locator("#timeouts-connect-error")).to_have_text(
+            "Input should be less than or equal to 60.")
+        await expect(page.locator("#f-routes-values")).to_have_value("/hooks/v2/values")
+        await expect(page.locator("#f-headers-0-value")).to_have_value("")  # never sent back
+        await shoot(page, "edit-connector", screenshots, full_page=True)
+        await page.fill("#f-timeouts-connect", "")
+        await page.fill("#f-headers-0-value", "walked")
+        await page.click("button:has-text('Save')")
+        await expect(page.locator(".notice")).to_contain_text("The connector was saved")
+        config = page.locator("section[aria-labelledby=config]")
+        await expect(config).to_contain_text("/hooks/v2/values")
+        await expect(config).to_contain_text("X-Walk")
+
+    before_edit = (await org.api.get(f"/api/v1/connectors/{connector_id}")).json()
+    await chrome.run(edit())
+    assert refusals == []
+    edited = (await org.api.get(f"/api/v1/connectors/{connector_id}")).json()
+    assert edited["routes"]["values"] == "/hooks/v2/values"
+    assert edited["headerNames"] == ["X-Walk"] and edited["authentication"] == {"type": "bearer"}
+    assert edited["timeouts"] == before_edit["timeouts"]
+    # A worker trusts its copy of a connector for a moment: send until the new route is used.
+    for n in range(200):
+        count = len(receiver.received)
+        sent = await org.ingest(token, "values", {
+            "deviceId": "boiler-1", "property": "temperature", "timestamp": n, "payload": n})
+        assert sent.status_code == 202, sent.text
+        await receiver.wait_for(count + 1)
+        if receiver.received[-1].path == "/hooks/v2/values":
+            break
+    latest = receiver.received[-1]
+    assert latest.path == "/hooks/v2/values"
+    assert latest.headers["Authorization"] == f"Bearer {RECEIVER_TOKEN}"  # kept, left blank
+    assert latest.headers["X-Walk"] == "walked"
+    assert verify_signature(secret, latest)
+
+    async def charts() -> None:
+        await page.goto(f"/console/connectors/{connector_id}")
+        await expect(page.locator("svg#chart-latency circle.l-p50").first).to_be_visible()
+        if screenshots:
+            where = screenshots_dir()
+            where.mkdir(parents=True, exist_ok=True)
+            await page.locator("#activity").screenshot(path=str(where / "connector-charts.png"))
+        # Phone-wide, neither the charts nor the edit form scroll sideways.
+        await page.set_viewport_size(PHONE)
+        for path in (f"/console/connectors/{connector_id}",
+                     f"/console/connectors/{connector_id}/edit"):
+            await page.goto(path)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (path, width)
+
+    await chrome.run(charts())
+
+    async def audit_log() -> None:
+        await page.set_viewport_size(LAPTOP)
+        await page.click("nav >> text=Audit log")
+        rows = page.locator("#audit-events tbody tr")
+        await expect(rows.first).to_contain_text("connector.updated")
+        await expect(rows.first).to_contain_text(f"user:{EMAIL}")
+        await page.fill("#f-actor", f"user:{EMAIL}")
+        await page.select_option("#f-action", "connector.updated")
+        await page.click("form.filters button:has-text('Filter')")
+        await expect(page).to_have_url(re.compile(r"action=connector.updated"))
+        await expect(rows).to_have_count(2)  # switched on, then edited
+        await expect(rows.first).to_contain_text("routes")
+        await shoot(page, "audit-log", screenshots)
+
+    await chrome.run(audit_log())
+    assert refusals == []
 
 
 async def test_the_console_without_javascript_shows_every_authentication_field(

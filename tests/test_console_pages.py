@@ -36,7 +36,8 @@ from tests.support import (
 CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; "
        "form-action 'self'")
 PAGES = ["/console", "/console/gateways", "/console/connectors", "/console/connectors/new",
-         "/console/messages", "/console/deliveries", "/console/plants", "/console/developers"]
+         "/console/messages", "/console/deliveries", "/console/plants", "/console/developers",
+         "/console/audit"]
 SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # base64 of 24 bytes
 
 
@@ -125,6 +126,7 @@ async def test_every_page_of_a_new_organization_says_what_to_do(console: Console
         "/console/deliveries": ["No deliveries yet"],
         "/console/plants": ["No plants yet"],
         "/console/developers": ["No OAuth2 clients yet", "No subscription keys yet"],
+        "/console/audit": ["No changes yet"],
     }
     for path, texts in empty.items():
         page = await console.get(path)

@@ -16,6 +16,9 @@ from typing import Any
 import orjson
 
 from hookstream.ids import new_id, now_ms
+from hookstream.services.paging import decode_cursor, page
+from hookstream.services.runtime import Runtime
+from hookstream.services.times import rfc3339
 from hookstream.storage.repository import Repository
 
 _actor: ContextVar[str] = ContextVar("hookstream_actor", default="system")
@@ -44,3 +47,39 @@ async def audit(
         details=None if not details else orjson.dumps(details).decode(),
         created_at=now_ms(),
     )
+
+
+def event_representation(row: Any) -> dict[str, Any]:
+    """An audit event as the API shows it."""
+    return {
+        "id": row.id,
+        "actor": row.actor,
+        "action": row.action,
+        "targetType": row.target_type,
+        "targetId": row.target_id,
+        "details": orjson.loads(row.details) if row.details else {},
+        "at": rfc3339(row.created_at),
+    }
+
+
+async def list_newest(
+    rt: Runtime,
+    org_id: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """One page of the organization's audit events matching the filters, newest first (the
+    cursor continues with older ones)."""
+    async with rt.db.read() as conn:
+        rows = await Repository(conn).list_audit_events_newest(
+            org_id, target_type=target_type, target_id=target_id, action=action, actor=actor,
+            since=since_ms, until=until_ms, before=decode_cursor(cursor), limit=limit,
+        )
+    return page([event_representation(r) for r in rows], limit)

@@ -221,6 +221,46 @@ async def update(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpd
     return representation(row, rt.settings)
 
 
+async def stored(rt: Runtime, org_id: str, connector_id: str) -> Connector:
+    """The connector's own configuration: None where the deployment's default applies."""
+    async with rt.db.read() as conn:
+        row = await Repository(conn).get_connector(org_id, connector_id)
+    if row is None:
+        raise not_found(connector_id)
+    return row
+
+
+async def update_keeping_secrets(rt: Runtime, org_id: str, connector_id: str,
+                                 body: dict[str, Any]) -> dict[str, Any]:
+    """``update`` from a form that never shows secrets: a credential of the stored
+    authentication type left out (or empty) keeps its stored value, and so does a static
+    header whose value is None. Then the same model and checks as the API's PATCH
+    (pydantic's ValidationError, or the service's errors)."""
+    body = dict(body)
+    auth = body.get("authentication")
+    headers = body.get("headers")
+    if isinstance(auth, dict) or isinstance(headers, dict):
+        async with rt.db.read() as conn:
+            row = await Repository(conn).connector_credentials(org_id, connector_id)
+        if row is None:
+            raise not_found(connector_id)
+        if isinstance(auth, dict) and row.auth_secret_enc and auth.get("type") == row.auth_type:
+            current = orjson.loads(rt.box.decrypt(row.auth_secret_enc))
+            secret_names = set(current) - {"type", *_PUBLIC_AUTH_FIELDS.get(row.auth_type, ())}
+            body["authentication"] = {
+                **auth,
+                **{k: current[k] for k in secret_names if auth.get(k) in (None, "")},
+            }
+        if isinstance(headers, dict):
+            current_headers = orjson.loads(rt.box.decrypt(row.headers_enc)) if row.headers_enc \
+                else {}
+            body["headers"] = {
+                name: current_headers.get(name) if value is None else value
+                for name, value in headers.items()
+            }
+    return await update(rt, org_id, connector_id, ConnectorUpdate.model_validate(body))
+
+
 async def rotate_secret(rt: Runtime, org_id: str, connector_id: str,
                         body: RotateSecret | None = None) -> dict[str, Any]:
     """A new signing secret (shown this once); the previous one keeps signing for a grace

@@ -203,6 +203,12 @@ from hookstream.storage.queries.tenancy import (
     connector_attempt_counts as connector_attempt_counts,
 )
 from hookstream.storage.queries.tenancy import (
+    connector_attempt_histogram as connector_attempt_histogram,
+)
+from hookstream.storage.queries.tenancy import (
+    connector_credentials as connector_credentials,
+)
+from hookstream.storage.queries.tenancy import (
     connector_for_sending as connector_for_sending,
 )
 from hookstream.storage.queries.tenancy import (
@@ -291,6 +297,9 @@ from hookstream.storage.queries.tenancy import (
 )
 from hookstream.storage.queries.tenancy import (
     list_audit_events as list_audit_events,
+)
+from hookstream.storage.queries.tenancy import (
+    list_audit_events_newest as list_audit_events_newest,
 )
 from hookstream.storage.queries.tenancy import (
     list_connectors as list_connectors,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Select,
     Update,
     and_,
@@ -252,6 +253,16 @@ connector_secret = select(connectors.c.secret_enc).where(
     connectors.c.id == bindparam("id"),
     connectors.c.deleted_at.is_(None),
 )
+# A connector's stored credentials and static headers (encrypted), for an edit that keeps
+# the ones it was not given.
+connector_credentials = select(
+    connectors.c.auth_type, connectors.c.auth_secret_enc, connectors.c.headers_enc
+).where(
+    connectors.c.org_id == bindparam("org_id"),
+    connectors.c.id == bindparam("id"),
+    connectors.c.deleted_at.is_(None),
+    connectors.c.system.is_(None),
+)
 # What a worker needs to send: the connector whatever its organization, secrets included.
 connector_for_sending = select(
     connectors.c.id,
@@ -376,6 +387,45 @@ def list_audit_events(
     return q.order_by(audit_events.c.id).limit(limit)
 
 
+
+def list_audit_events_newest(
+    org_id: str,
+    *,
+    target_type: str | None,
+    target_id: str | None,
+    action: str | None,
+    actor: str | None,
+    since: int | None,
+    until: int | None,
+    before: str | None,
+    limit: int,
+) -> Select[tuple[object, ...]]:
+    """The console's audit log: newest first, ``before`` an id for the next (older) page."""
+    q = select(
+        audit_events.c.id,
+        audit_events.c.actor,
+        audit_events.c.action,
+        audit_events.c.target_type,
+        audit_events.c.target_id,
+        audit_events.c.details,
+        audit_events.c.created_at,
+    ).where(audit_events.c.org_id == org_id)
+    if target_type is not None:
+        q = q.where(audit_events.c.target_type == target_type)
+    if target_id is not None:
+        q = q.where(audit_events.c.target_id == target_id)
+    if action is not None:
+        q = q.where(audit_events.c.action == action)
+    if actor is not None:
+        q = q.where(audit_events.c.actor == actor)
+    if since is not None:
+        q = q.where(audit_events.c.created_at >= since)
+    if until is not None:
+        q = q.where(audit_events.c.created_at < until)
+    if before:
+        q = q.where(audit_events.c.id < before)
+    return q.order_by(audit_events.c.id.desc()).limit(limit)
+
 # --- limits per organization -----------------------------------------------------------------
 count_connectors = select(func.count()).where(
     connectors.c.org_id == bindparam("org_id"),
@@ -458,3 +508,43 @@ connector_last_failure = (
     .order_by(attempts.c.id.desc())
     .limit(1)
 )
+
+
+# --- the console: a connector's charts ---------------------------------------------------------
+# One row per attempt of the window: its bucket ((started_at - since) // bucket_ms), its
+# outcome and its duration. The outer statement groups the subquery's columns: PostgreSQL
+# would not see two copies of an expression with parameters in it as the same expression.
+_window = (
+    select(
+        ((attempts.c.started_at - bindparam("since", type_=BigInteger))
+         // bindparam("bucket_ms", type_=BigInteger)).label("bucket"),
+        case(
+            (_attempt_succeeded, "delivered"),
+            (attempts.c.status_code.is_(None), "no_answer"),
+            else_="refused",
+        ).label("outcome"),
+        # Durations to 1 ms below 100 ms, 10 ms below 1 s, 100 ms below 10 s, then 1 s: a
+        # few hundred values at most per bucket, whatever the traffic.
+        case(
+            (attempts.c.duration_ms < 100, attempts.c.duration_ms),
+            (attempts.c.duration_ms < 1000, attempts.c.duration_ms // 10 * 10),
+            (attempts.c.duration_ms < 10000, attempts.c.duration_ms // 100 * 100),
+            else_=attempts.c.duration_ms // 1000 * 1000,
+        ).label("duration_ms"),
+    )
+    .select_from(attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id))
+    .where(
+        attempts.c.id >= bindparam("first_id"),
+        attempts.c.started_at >= bindparam("since", type_=BigInteger),
+        attempts.c.started_at < bindparam("until", type_=BigInteger),
+        deliveries.c.org_id == bindparam("org_id"),
+        deliveries.c.connector_id == bindparam("connector_id"),
+    )
+    .subquery("attempt_window")
+)
+# How many attempts of each outcome (delivered: 2xx; refused: another status; no_answer) and
+# each rounded duration per bucket: both charts come from this one scan of the window.
+connector_attempt_histogram = select(
+    _window.c.bucket, _window.c.outcome, _window.c.duration_ms,
+    func.count().label("attempts"),
+).group_by(_window.c.bucket, _window.c.outcome, _window.c.duration_ms)

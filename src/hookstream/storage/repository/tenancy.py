@@ -11,6 +11,13 @@ from hookstream.storage import queries as q
 from hookstream.storage.repository._base import Rows, _Base
 
 
+def _window(org_id: str, connector_id: str, first_id: str, since: int, until: int,
+            bucket_ms: int) -> dict[str, Any]:
+    """The parameters of the charts' statements."""
+    return {"org_id": org_id, "connector_id": connector_id, "first_id": first_id,
+            "since": since, "until": until, "bucket_ms": bucket_ms}
+
+
 class TenancyQueries(_Base):
     # --- meta ---------------------------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -129,6 +136,10 @@ class TenancyQueries(_Base):
         row = await self._one(q.connector_secret, {"org_id": org_id, "id": connector_id})
         return None if row is None else str(row.secret_enc)
 
+    async def connector_credentials(self, org_id: str, connector_id: str) -> Row[Any] | None:
+        """The connector's auth type, encrypted credentials and encrypted static headers."""
+        return await self._one(q.connector_credentials, {"org_id": org_id, "id": connector_id})
+
     async def connector_for_sending(self, ids: list[str]) -> Rows:
         return await self._all(q.connector_for_sending, {"ids": ids})
 
@@ -200,6 +211,25 @@ class TenancyQueries(_Base):
             limit=limit,
         ))
 
+    async def list_audit_events_newest(
+        self,
+        org_id: str,
+        *,
+        target_type: str | None = None,
+        target_id: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> Rows:
+        """The organization's audit events matching the filters, newest first."""
+        return await self._all(q.list_audit_events_newest(
+            org_id, target_type=target_type, target_id=target_id, action=action, actor=actor,
+            since=since, until=until, before=before, limit=limit,
+        ))
+
     # --- limits per organization ----------------------------------------------------------
     async def count_connectors(self, org_id: str) -> int:
         return int((await self.conn.execute(q.count_connectors, {"org_id": org_id})).scalar_one())
@@ -237,3 +267,13 @@ class TenancyQueries(_Base):
         return await self._one(q.connector_last_failure, {
             "org_id": org_id, "connector_id": connector_id, "first_id": first_id,
         })
+
+    async def connector_attempt_histogram(
+        self, org_id: str, connector_id: str, *, first_id: str, since: int, until: int,
+        bucket_ms: int,
+    ) -> Rows:
+        """The connector's attempts started in [since, until), counted by bucket (0 from
+        ``since``, ``bucket_ms`` wide), outcome (``delivered``, ``refused``, ``no_answer``) and
+        duration in ms (rounded down to 1, 10, 100 or 1000 ms by its size)."""
+        return await self._all(q.connector_attempt_histogram, _window(
+            org_id, connector_id, first_id, since, until, bucket_ms))

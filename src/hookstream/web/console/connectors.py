@@ -12,6 +12,7 @@ from starlette.responses import Response
 from hookstream.errors import Conflict, ValidationFailed
 from hookstream.pipeline.record.replay import STATUSES, parse_statuses
 from hookstream.services import connectors, logs, replay, triggers
+from hookstream.services.activity import OUTCOMES, connector_activity
 from hookstream.services.connectors import Health, health_by_connector, last_failure
 from hookstream.services.schemas import (
     ConnectorCreate,
@@ -20,6 +21,7 @@ from hookstream.services.schemas import (
     TriggerCreate,
 )
 from hookstream.services.times import parse_time
+from hookstream.web.console.charts import LABELS, attempts_chart, latency_chart, ms_text, span
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
 from hookstream.web.console.web import (
@@ -100,7 +102,7 @@ async def new_connector(page: Page) -> Response:
     return _connector_form(page, values=_blank_connector())
 
 
-def _authentication(form: Form, auth_type: str) -> dict[str, Any]:
+def authentication_from_form(form: Form, auth_type: str) -> dict[str, Any]:
     """The authentication object of the chosen type from its fields (the others are ignored:
     without JavaScript every type's fields are on the page)."""
     auth: dict[str, Any] = {"type": auth_type}
@@ -128,7 +130,7 @@ async def create_connector(page: Page) -> Response:
             "baseUrl": values["baseUrl"],
             "routes": {kind: values[f"routes.{kind}"] for kind in KINDS},
             "secret": form.text("secret") or None,
-            "authentication": _authentication(form, auth_type),
+            "authentication": authentication_from_form(form, auth_type),
         })
         created = await connectors.create(page.rt, page.org_id, body)
     except (ValidationError, ValidationFailed, Conflict) as exc:
@@ -169,6 +171,7 @@ async def _detail(
     gws = await all_gateways(page)
     health = (await health_by_connector(rt, org_id)).get(connector_id, Health())
     recent = (await logs.list_deliveries(rt, org_id, connector_id=connector_id, limit=5))["items"]
+    activity = await connector_activity(rt, org_id, connector_id)
     return render_page(
         page, "connector.html", nav="connectors", status=status, connector=connector,
         triggers=trigger_list, gateways=gws, gateway_names={g["id"]: g["name"] for g in gws},
@@ -179,6 +182,9 @@ async def _detail(
         test_result=test_result, test_kind=test_kind,
         replay_values=replay_values or {"since": "", "until": "", "status": ""},
         replay_errors=replay_errors, auth_labels=dict(AUTH_TYPES),
+        activity=activity, attempts_chart=attempts_chart(activity),
+        latency_chart=latency_chart(activity), outcomes=OUTCOMES, outcome_labels=LABELS,
+        ms_text=ms_text, span=span,
     )
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hookstream.web.console import connectors, logs, overview, pages, web
+from hookstream.web.console import (
+    audit,
+    connector_edit,
+    connectors,
+    logs,
+    overview,
+    pages,
+    web,
+)
 
 router = APIRouter(include_in_schema=False)
-for module in (pages, web, overview, connectors, logs):
+for module in (pages, web, overview, connectors, connector_edit, logs, audit):
     router.include_router(module.router)

@@ -169,6 +169,8 @@ NOTICES = {
     "switched-on": "The connector is on: matching messages are delivered.",
     "switched-off": "The connector is off: new messages are not routed to it, queued "
                     "deliveries are held.",
+    "connector-saved": "The connector was saved; workers use the new configuration within a "
+                       "few seconds.",
     "connector-deleted": "The connector was deleted; its queued deliveries were cancelled.",
     "gateway-deleted": "The gateway was deleted; its ingest token no longer works.",
     "replayed": "Replayed: this is the new delivery, with the same webhook-id.",
