@@ -250,10 +250,21 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     started_at: float
+    # Where this process's output begins in ``log`` (a name used again appends to its log).
+    log_start: int = 0
 
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def output(self) -> str:
+        """What this process has written to its log so far."""
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(self.log_start)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def cpu_seconds(self) -> tuple[float, float]:
         """(user, system) CPU seconds so far, from /proc (0 once the process is gone)."""
@@ -287,8 +298,9 @@ class Proc:
 
 def spawn(name: str, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> Proc:
     with log.open("ab") as fh:
+        start = fh.tell()
         popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
-    return Proc(name, popen, log, time.time())
+    return Proc(name, popen, log, time.time(), start)
 
 
 class Workspace:

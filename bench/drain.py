@@ -87,11 +87,8 @@ async def first_ready(procs: list[Proc]) -> float:
     while True:
         for p in procs:
             p.check()
-            try:
-                if READY in p.log.read_text(errors="replace"):
-                    return time.time()
-            except OSError:
-                pass
+            if READY in p.output():
+                return time.time()
         await asyncio.sleep(0.005)
 
 

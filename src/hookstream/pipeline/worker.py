@@ -132,6 +132,10 @@ class Worker:
         self.endpoints = EndpointCache(db, box, settings)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        # Attempts ended since the last claim: once a few are, their connectors have room
+        # again (``Recorder.settling``) and a claim is worth its transaction.
+        self._ended = 0
+        self._claim_after = max(1, settings.claim_batch // 4)
         self.sender: Sender | None = None
         self.tokens: TokenCache | None = None
 
@@ -170,8 +174,9 @@ class Worker:
                 continue
             limit = min(free, self.settings.claim_batch)
             started = now_ns()
+            self._ended = 0
             try:
-                claimed, bodies = await self.claimer.claim(limit)
+                claimed, bodies = await self.claimer.claim(limit, self.recorder.settling)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the database may be restarting; keep trying
@@ -231,6 +236,9 @@ class Worker:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slot_freed.set()
+        self._ended += 1
+        if self._ended == self._claim_after:
+            self.wakeup.nudge()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 
@@ -282,11 +290,13 @@ class Worker:
                        "connector_id": endpoint.id, "attempt": number,
                        "status_code": result.status_code, "outcome": decision.verdict.value},
             )
+        last = members[-1]
         for c in members:
             self.recorder.put(Outcome(
                 c.id, c.lease_id, status, number, next_at, result,
                 connector_id=c.connector_id, message_id=c.message_id, reason=decision.reason,
                 deactivate=decision.deactivate, traceparent=c.traceparent,
+                ends_request=c is last,
             ))
 
     async def _traced_attempt(

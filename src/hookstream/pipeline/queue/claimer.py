@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hookstream.ids import new_id
@@ -37,7 +38,8 @@ class Claimer:
         self._lease_ms = int(lease_seconds * 1000)
         self._default_max = default_max_in_flight
 
-    async def claim(self, limit: int) -> tuple[list[Claimed], dict[str, bytes]]:
+    async def claim(self, limit: int, settling: Mapping[str, int] | None = None,
+                    ) -> tuple[list[Claimed], dict[str, bytes]]:
         """Up to ``limit`` due deliveries, fairly shared among connectors within their limits,
         and the bodies of their messages."""
         now = int(time.time() * 1000)
@@ -47,8 +49,12 @@ class Claimer:
             await repo.lock_claims()
             connectors = await repo.due_connectors(now)
             per_device = {c.id for c in connectors if c.ordering == "per_device"}
+            # A connector's leased rows include this worker's attempts that are over, their
+            # outcomes not yet written (``settling``): those are not requests in flight.
+            over = settling or {}
             due = [
-                Due(c.id, c.max_concurrency or self._default_max, c.in_flight, c.rate_limit,
+                Due(c.id, c.max_concurrency or self._default_max,
+                    max(0, c.in_flight - over.get(c.id, 0)), c.rate_limit,
                     c.rate_tokens, None if c.rate_updated_at is None else c.rate_updated_at / 1000)
                 for c in connectors
             ]

@@ -33,6 +33,10 @@ class Wakeup:
         for callback in self._forward:
             callback()
 
+    def nudge(self) -> None:
+        """Wake this process's claimer only (its own attempts ended: not news for others)."""
+        self._event.set()
+
     def at(self, when: float) -> None:
         """Wake at loop time ``when`` (keeps only the earliest pending timer)."""
         if when >= self._timer_at:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ class Outcome:
     reason: str | None = None  # why it failed or was held (policy's words)
     deactivate: bool = False  # this answer switches the connector off (410 Gone)
     traceparent: str | None = None  # its message's (the record span links to it)
+    # The last of its request's outcomes (a batch's members share one request): counted in
+    # ``Recorder.settling`` once per request, as the database counts requests in flight.
+    ends_request: bool = True
 
 
 class Recorder:
@@ -73,12 +77,28 @@ class Recorder:
         self._batch = batch
         self._flush_s = flush_ms / 1000
         self._queue: asyncio.Queue[Outcome] = asyncio.Queue()
+        # Per connector, attempts that are over but whose outcomes wait here: their rows are
+        # still leased in the database, which counts them as in flight; the claimer does not.
+        self.settling: Counter[str] = Counter()
         # The batch being written: cancelling run() does not cancel it (shield), so drain()
         # waits for it, before the caller closes the database under it.
         self._writing: asyncio.Task[None] | None = None
 
     def put(self, outcome: Outcome) -> None:
         self._queue.put_nowait(outcome)
+        if outcome.connector_id and outcome.ends_request:
+            self.settling[outcome.connector_id] += 1
+
+    def _taken(self, outcomes: list[Outcome]) -> None:
+        # Counted until a write takes them: while it runs, the database still counts them
+        # as leased and the claimer no longer subtracts them (too few claimed, never too many).
+        for o in outcomes:
+            if o.connector_id and o.ends_request:
+                left = self.settling[o.connector_id] - 1
+                if left > 0:
+                    self.settling[o.connector_id] = left
+                else:
+                    del self.settling[o.connector_id]
 
     async def run(self) -> None:
         while True:
@@ -96,6 +116,7 @@ class Recorder:
                         break
                 while not self._queue.empty() and len(pending) < self._batch:
                     pending.append(self._queue.get_nowait())
+            self._taken(pending)
             self._writing = asyncio.ensure_future(self._write_until_done(pending))
             await asyncio.shield(self._writing)
 
@@ -114,6 +135,7 @@ class Recorder:
         pending: list[Outcome] = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
+        self._taken(pending)
         if pending:
             await self._write_until_done(pending, give_up_after=DRAIN_SECONDS)
 
