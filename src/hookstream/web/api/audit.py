@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query
 
+from hookstream.services.audit import event_representation
 from hookstream.storage.repository import Repository
 from hookstream.web.api.common import (
     Cursor,
@@ -16,22 +16,9 @@ from hookstream.web.api.common import (
     decode_cursor,
     page,
     parse_time,
-    rfc3339,
 )
 
 router = APIRouter(prefix="/api/v1/audit-events", tags=["audit"])
-
-
-def _event(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "actor": row.actor,
-        "action": row.action,
-        "targetType": row.target_type,
-        "targetId": row.target_id,
-        "details": orjson.loads(row.details) if row.details else {},
-        "at": rfc3339(row.created_at),
-    }
 
 
 @router.get("", operation_id="listAuditEvents",
@@ -51,4 +38,4 @@ async def list_events(
             org_id, target_id=targetId, action=action, since=parse_time(since, "since"),
             until=parse_time(until, "until"), after=decode_cursor(cursor), limit=limit,
         )
-    return page([_event(r) for r in rows], limit)
+    return page([event_representation(r) for r in rows], limit)
