@@ -148,7 +148,8 @@ async def test_old_finished_messages_go_with_their_history_open_ones_and_recent_
 
         # What was finished and old is gone: messages, their deliveries and attempts.
         assert counts == {"attempts": 4, "deliveries": 4, "messages": 5, "idempotency_keys": 1,
-                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0}
+                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0,
+                          "attempt_counts": 0}
         gone_deliveries = [
             d for d in await org.deliveries() if d["messageId"] in (*done, failed)
         ]
@@ -177,7 +178,8 @@ async def test_old_finished_messages_go_with_their_history_open_ones_and_recent_
                     assert resp.status_code == 200, resp.text
         counts = await purger_at(org.service, boundary).purge_once()
         assert counts == {"attempts": 3, "deliveries": 3, "messages": 2, "idempotency_keys": 0,
-                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0}
+                          "oauth_codes": 0, "oauth_tokens": 0, "console_sessions": 0,
+                          "attempt_counts": 0}
         left = (await get(org, "messages?limit=100")).json()["items"]
         assert sorted(m["id"] for m in left) == sorted(recent)
         assert sorted(d["messageId"] for d in await org.deliveries()) == [recent[0]]
@@ -221,7 +223,7 @@ async def test_the_purge_works_in_batches_of_the_set_size(
     ]
     assert counts == {"attempts": 1200, "deliveries": 1200, "messages": 2500,
                       "idempotency_keys": 0, "oauth_codes": 0, "oauth_tokens": 0,
-                      "console_sessions": 0}
+                      "console_sessions": 0, "attempt_counts": 0}
     left = (await get(org, "messages?limit=1000")).json()["items"]
     assert sorted(m["id"] for m in left) == sorted(i for new in during for i in new)
     assert await org.deliveries() == []

@@ -231,6 +231,20 @@ attempts = Table(
     Index(None, "delivery_id"),
 )
 
+# A connector's attempts counted per 10 minutes, outcome and rounded duration: what its charts
+# read (a few thousand rows a day, not every attempt). The recorder adds to it in the
+# transaction that writes the attempts; retention drops what is older than two days.
+attempt_counts = Table(
+    "attempt_counts",
+    metadata,
+    Column("connector_id", String(40), primary_key=True),
+    Column("period", BigInteger, primary_key=True),  # epoch ms, a multiple of 10 minutes
+    Column("outcome", String(16), primary_key=True),  # delivered, refused, no_answer
+    Column("duration_ms", Integer, primary_key=True),  # rounded: record.rollup.rounded
+    Column("attempts", Integer, nullable=False),
+    Index(None, "period"),
+)
+
 # --- the thermostat cloud ----------------------------------------------------------------
 
 plants = Table(

@@ -21,6 +21,7 @@ from hookstream.metrics import CONNECTORS_DEACTIVATED
 from hookstream.models import DeliveryStatus
 from hookstream.pipeline.deliver.client import AttemptResult
 from hookstream.pipeline.record.alerts import AlertEvent, enqueue_alerts
+from hookstream.pipeline.record.rollup import counted
 from hookstream.storage.database import Database, database_away
 from hookstream.storage.repository import Repository
 from hookstream.tracing import Tracing, now_ns
@@ -214,9 +215,15 @@ class Recorder:
                     error = f"{error}; {o.reason}" if error else o.reason
                 row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
                 not_delivered.append(row)
+        counts = counted(
+            (o.connector_id, int(o.result.started_at * 1000), o.result.status_code,
+             o.result.duration_ms)
+            for o in outcomes if o.result is not None and o.connector_id
+        )
         async with self._db.write(durable=False) as conn:
             repo = Repository(conn)
             await repo.insert_attempts(attempts)
+            await repo.add_attempt_counts(counts)
             await repo.record_delivered(delivered)
             await repo.record_not_delivered(not_delivered)
             await repo.release_deliveries(released)

@@ -30,6 +30,8 @@ from hookstream.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
+COUNTS_KEPT_MS = 2 * 86_400_000  # a connector's attempt counts (record.rollup)
+
 # Between two full batches, so that other writers get the database in between.
 PAUSE_SECONDS = 0.05
 
@@ -71,6 +73,8 @@ class Purger:
             ("oauth_codes", lambda repo: repo.delete_expired_oauth_codes(now)),
             ("oauth_tokens", lambda repo: repo.purge_expired_oauth_tokens(now)),
             ("console_sessions", lambda repo: repo.delete_expired_console_sessions(now)),
+            # The charts show a day; two are kept.
+            ("attempt_counts", lambda repo: repo.purge_attempt_counts(now - COUNTS_KEPT_MS)),
         ]
         counts: dict[str, int] = {}
         for table, step in steps:

@@ -68,6 +68,9 @@ from hookstream.storage.queries.oauth import (
     use_refresh_token as use_refresh_token,
 )
 from hookstream.storage.queries.pipeline import (
+    add_attempt_counts as add_attempt_counts,
+)
+from hookstream.storage.queries.pipeline import (
     assign_batch as assign_batch,
 )
 from hookstream.storage.queries.pipeline import (
@@ -180,6 +183,9 @@ from hookstream.storage.queries.pipeline import (
 )
 from hookstream.storage.queries.pipeline import (
     unbatched_due as unbatched_due,
+)
+from hookstream.storage.queries.retention import (
+    purge_attempt_counts as purge_attempt_counts,
 )
 from hookstream.storage.queries.retention import (
     purge_attempts as purge_attempts,

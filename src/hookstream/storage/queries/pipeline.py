@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -22,9 +23,12 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
 from hookstream.storage.tables import (
+    attempt_counts,
     attempts,
     connectors,
     deliveries,
@@ -84,6 +88,22 @@ cancel_open_deliveries = (
 
 # --- messages ---------------------------------------------------------------------------
 insert_messages: Insert = insert(messages)
+
+
+def _add_attempt_counts(make: Any) -> Any:
+    stmt = make(attempt_counts)
+    return stmt.on_conflict_do_update(
+        index_elements=[attempt_counts.c.connector_id, attempt_counts.c.period,
+                        attempt_counts.c.outcome, attempt_counts.c.duration_ms],
+        set_={"attempts": attempt_counts.c.attempts + stmt.excluded.attempts},
+    )
+
+
+# Adds a batch's attempts to a connector's counts (record.rollup); an upsert, spelled per dialect.
+add_attempt_counts: dict[str, Any] = {
+    "sqlite": _add_attempt_counts(sqlite_insert),
+    "postgresql": _add_attempt_counts(postgresql_insert),
+}
 insert_deliveries: Insert = insert(deliveries)
 
 

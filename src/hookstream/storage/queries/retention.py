@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 
 from hookstream.storage.tables import (
+    attempt_counts,
     attempts,
     deliveries,
     idempotency_keys,
@@ -54,6 +55,10 @@ def _purgeable(m: FromClause) -> ColumnElement[bool]:
     )
     return and_(_old(m), ~still_open)
 
+
+# A connector's counts for its charts: whole periods before the cutoff (at most a few thousand
+# rows a connector a day, so one statement).
+purge_attempt_counts = delete(attempt_counts).where(attempt_counts.c.period < bindparam("before"))
 
 purge_attempts = delete(attempts).where(
     attempts.c.id.in_(

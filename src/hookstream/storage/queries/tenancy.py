@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 
 from hookstream.storage.tables import (
+    attempt_counts,
     attempts,
     audit_events,
     connectors,
@@ -511,40 +512,28 @@ connector_last_failure = (
 
 
 # --- the console: a connector's charts ---------------------------------------------------------
-# One row per attempt of the window: its bucket ((started_at - since) // bucket_ms), its
-# outcome and its duration. The outer statement groups the subquery's columns: PostgreSQL
-# would not see two copies of an expression with parameters in it as the same expression.
+# Its attempt counts (record.rollup) of [since, until) summed by chart bucket ((period - since)
+# // bucket_ms), outcome and rounded duration; only through a connector of the organization.
+# The outer statement groups the subquery's columns: PostgreSQL would not see two copies of an
+# expression with parameters in it as the same expression.
 _window = (
     select(
-        ((attempts.c.started_at - bindparam("since", type_=BigInteger))
+        ((attempt_counts.c.period - bindparam("since", type_=BigInteger))
          // bindparam("bucket_ms", type_=BigInteger)).label("bucket"),
-        case(
-            (_attempt_succeeded, "delivered"),
-            (attempts.c.status_code.is_(None), "no_answer"),
-            else_="refused",
-        ).label("outcome"),
-        # Durations to 1 ms below 100 ms, 10 ms below 1 s, 100 ms below 10 s, then 1 s: a
-        # few hundred values at most per bucket, whatever the traffic.
-        case(
-            (attempts.c.duration_ms < 100, attempts.c.duration_ms),
-            (attempts.c.duration_ms < 1000, attempts.c.duration_ms // 10 * 10),
-            (attempts.c.duration_ms < 10000, attempts.c.duration_ms // 100 * 100),
-            else_=attempts.c.duration_ms // 1000 * 1000,
-        ).label("duration_ms"),
+        attempt_counts.c.outcome,
+        attempt_counts.c.duration_ms,
+        attempt_counts.c.attempts,
     )
-    .select_from(attempts.join(deliveries, deliveries.c.id == attempts.c.delivery_id))
+    .select_from(attempt_counts.join(connectors, connectors.c.id == attempt_counts.c.connector_id))
     .where(
-        attempts.c.id >= bindparam("first_id"),
-        attempts.c.started_at >= bindparam("since", type_=BigInteger),
-        attempts.c.started_at < bindparam("until", type_=BigInteger),
-        deliveries.c.org_id == bindparam("org_id"),
-        deliveries.c.connector_id == bindparam("connector_id"),
+        connectors.c.org_id == bindparam("org_id"),
+        attempt_counts.c.connector_id == bindparam("connector_id"),
+        attempt_counts.c.period >= bindparam("since", type_=BigInteger),
+        attempt_counts.c.period < bindparam("until", type_=BigInteger),
     )
     .subquery("attempt_window")
 )
-# How many attempts of each outcome (delivered: 2xx; refused: another status; no_answer) and
-# each rounded duration per bucket: both charts come from this one scan of the window.
 connector_attempt_histogram = select(
     _window.c.bucket, _window.c.outcome, _window.c.duration_ms,
-    func.count().label("attempts"),
+    func.sum(_window.c.attempts).label("attempts"),
 ).group_by(_window.c.bucket, _window.c.outcome, _window.c.duration_ms)

@@ -51,6 +51,10 @@ class PipelineQueries(_Base):
     async def insert_messages(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_messages, rows)
 
+    async def add_attempt_counts(self, rows: list[dict[str, Any]]) -> None:
+        """Add to connectors' attempt counts (``record.rollup.counted`` rows)."""
+        await self._many(q.add_attempt_counts[self.conn.dialect.name], rows)
+
     async def insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_deliveries, rows)
 

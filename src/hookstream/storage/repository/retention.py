@@ -8,6 +8,9 @@ from hookstream.storage.repository._base import _Base
 
 class RetentionQueries(_Base):
     # --- retention --------------------------------------------------------------------
+    async def purge_attempt_counts(self, before: int) -> int:
+        return await self._count(q.purge_attempt_counts, {"before": before})
+
     async def purge_attempts(self, cutoff: int, cutoff_id: str, limit: int) -> int:
         return await self._count(
             q.purge_attempts, {"cutoff": cutoff, "cutoff_id": cutoff_id, "limit": limit}

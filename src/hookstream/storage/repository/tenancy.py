@@ -11,13 +11,6 @@ from hookstream.storage import queries as q
 from hookstream.storage.repository._base import Rows, _Base
 
 
-def _window(org_id: str, connector_id: str, first_id: str, since: int, until: int,
-            bucket_ms: int) -> dict[str, Any]:
-    """The parameters of the charts' statements."""
-    return {"org_id": org_id, "connector_id": connector_id, "first_id": first_id,
-            "since": since, "until": until, "bucket_ms": bucket_ms}
-
-
 class TenancyQueries(_Base):
     # --- meta ---------------------------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -269,11 +262,11 @@ class TenancyQueries(_Base):
         })
 
     async def connector_attempt_histogram(
-        self, org_id: str, connector_id: str, *, first_id: str, since: int, until: int,
-        bucket_ms: int,
+        self, org_id: str, connector_id: str, *, since: int, until: int, bucket_ms: int,
     ) -> Rows:
-        """The connector's attempts started in [since, until), counted by bucket (0 from
-        ``since``, ``bucket_ms`` wide), outcome (``delivered``, ``refused``, ``no_answer``) and
-        duration in ms (rounded down to 1, 10, 100 or 1000 ms by its size)."""
-        return await self._all(q.connector_attempt_histogram, _window(
-            org_id, connector_id, first_id, since, until, bucket_ms))
+        """The connector's attempt counts of [since, until) by bucket (0 from ``since``,
+        ``bucket_ms`` wide, a multiple of ``record.rollup.PERIOD_MS``), outcome and rounded
+        duration; nothing for another organization's connector."""
+        return await self._all(q.connector_attempt_histogram, {
+            "org_id": org_id, "connector_id": connector_id, "since": since, "until": until,
+            "bucket_ms": bucket_ms})
