@@ -100,3 +100,28 @@ async def test_normal_everywhere_when_the_deployment_chose_it(tmp_path: Path) ->
                 assert await synchronous_mode(conn) == 1
     finally:
         await database.dispose()
+
+
+async def test_a_commit_that_waits_for_the_disk_leaves_the_loop_free(db: Database) -> None:
+    """A durable commit (its fsync) runs in a thread, so the loop serves others meanwhile
+    (ingest's group commit gathers the requests that arrive during it); a redoable one, which
+    does not wait for the disk, stays on the loop's thread."""
+    commits: list[int] = []
+
+    def trace(statement: str) -> None:
+        if statement.strip().upper().startswith("COMMIT"):
+            commits.append(threading.get_ident())
+
+    async with db.write() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        driver._conn.set_trace_callback(trace)  # the one writer connection, kept by the pool
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'durable')"))
+    async with db.write(durable=False) as conn:
+        await conn.execute(text("INSERT INTO t (id, v) VALUES (2, 'redoable')"))
+    loop_thread = threading.get_ident()
+    assert len(commits) == 2
+    assert commits[0] != loop_thread
+    assert commits[1] == loop_thread
+    assert await count(db) == 2

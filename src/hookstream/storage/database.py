@@ -95,6 +95,16 @@ class InlineSqlite(aiosqlite.Connection):
         # Every (future, call) put on the queue runs there and then; so does SQLAlchemy's
         # isolation-level setter, which puts on it directly.
         self._tx = _RunNow()  # type: ignore[assignment]
+        # Set per transaction (``_configure_sqlite``): its commit waits for the disk.
+        self.flushes = True
+
+    async def commit(self) -> None:
+        """Commit; a commit that waits for the disk does so in a thread, so the loop goes on
+        meanwhile (an ingest's group commit gathers the requests that arrive during it)."""
+        if self.flushes:
+            await asyncio.to_thread(self._conn.commit)
+        else:
+            self._conn.commit()
 
     def __await__(self) -> Generator[Any, None, InlineSqlite]:
         # Connects without starting aiosqlite's thread.
@@ -277,6 +287,9 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
             if info.get("hookstream_synchronous", "FULL") != want:
                 conn.exec_driver_sql(f"PRAGMA synchronous={want}")
                 info["hookstream_synchronous"] = want
+        driver = conn.connection.driver_connection
+        if isinstance(driver, InlineSqlite):
+            driver.flushes = synchronous == "full" and options.get("hookstream_durable", True)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -149,6 +149,9 @@ class Intake:
 
     async def _write_waiting(self) -> None:
         while self._waiting:
+            # One turn of the loop first: requests already read but not yet parsed join
+            # this group rather than wait for the next commit.
+            await asyncio.sleep(0)
             group: list[tuple[Submission, asyncio.Future[Stored]]] = []
             size = 0
             while self._waiting and (not group or size + len(self._waiting[0][0].messages)
