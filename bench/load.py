@@ -120,8 +120,8 @@ async def post_paced(
     request: Callable[[int, float], tuple[bytes, dict[str, str]]], expect: int,
 ) -> LoadResult:
     """Open loop: request i is due at start + i / rate whatever the answers; ``request``
-    gets i and that due time (epoch seconds; now, if the loop woke early), which it puts in
-    the body."""
+    gets i and that due time (epoch seconds; now, if the loop woke before it), which it puts
+    in the body."""
     total = int(rate * seconds)
     result = LoadResult(0, 0, 0, 0.0)
     tasks: set[asyncio.Task[None]] = set()
@@ -133,9 +133,10 @@ async def post_paced(
         delay = start_loop + due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        # From its due time (a late send counts against us), but never before it is sent:
-        # uvloop's millisecond timers can wake a sleep early, which read as negative latency.
-        body, headers = request(i, max(start_wall + due, time.time()))
+        # From its due time (a late send counts against us), but never later than it is
+        # sent: uvloop's millisecond timers can wake a sleep early, and a request sent before
+        # its due time read as a negative latency.
+        body, headers = request(i, min(start_wall + due, time.time()))
         task = asyncio.create_task(_post(http, url, body, headers, expect, 1, result))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
