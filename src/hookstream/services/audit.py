@@ -62,7 +62,7 @@ def event_representation(row: Any) -> dict[str, Any]:
     }
 
 
-async def list_newest(
+async def list_events(
     rt: Runtime,
     org_id: str,
     *,
@@ -74,12 +74,15 @@ async def list_newest(
     until_ms: int | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    newest_first: bool = False,
 ) -> dict[str, Any]:
-    """One page of the organization's audit events matching the filters, newest first (the
-    cursor continues with older ones)."""
+    """One page of the organization's audit events matching the filters, oldest first (the
+    API) or newest first (the console); the cursor continues in that order."""
+    position = decode_cursor(cursor)
     async with rt.db.read() as conn:
-        rows = await Repository(conn).list_audit_events_newest(
+        rows = await Repository(conn).list_audit_events(
             org_id, target_type=target_type, target_id=target_id, action=action, actor=actor,
-            since=since_ms, until=until_ms, before=decode_cursor(cursor), limit=limit,
+            since=since_ms, until=until_ms, limit=limit, newest_first=newest_first,
+            **({"before": position} if newest_first else {"after": position}),
         )
     return page([event_representation(r) for r in rows], limit)

@@ -305,9 +305,6 @@ from hookstream.storage.queries.tenancy import (
     list_audit_events as list_audit_events,
 )
 from hookstream.storage.queries.tenancy import (
-    list_audit_events_newest as list_audit_events_newest,
-)
-from hookstream.storage.queries.tenancy import (
     list_connectors as list_connectors,
 )
 from hookstream.storage.queries.tenancy import (

@@ -359,13 +359,19 @@ insert_audit_event = insert(audit_events)
 def list_audit_events(
     org_id: str,
     *,
-    target_id: str | None,
-    action: str | None,
-    since: int | None,
-    until: int | None,
-    after: str | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    newest_first: bool = False,
     limit: int,
 ) -> Select[tuple[object, ...]]:
+    """An organization's audit events matching the filters, oldest first (the API; ``after``
+    an id continues) or newest first (the console; ``before`` an id continues)."""
     q = select(
         audit_events.c.id,
         audit_events.c.actor,
@@ -375,57 +381,22 @@ def list_audit_events(
         audit_events.c.details,
         audit_events.c.created_at,
     ).where(audit_events.c.org_id == org_id)
-    if target_id is not None:
-        q = q.where(audit_events.c.target_id == target_id)
-    if action is not None:
-        q = q.where(audit_events.c.action == action)
+    for column, value in ((audit_events.c.target_type, target_type),
+                          (audit_events.c.target_id, target_id),
+                          (audit_events.c.action, action), (audit_events.c.actor, actor)):
+        if value is not None:
+            q = q.where(column == value)
     if since is not None:
         q = q.where(audit_events.c.created_at >= since)
     if until is not None:
         q = q.where(audit_events.c.created_at < until)
     if after:
         q = q.where(audit_events.c.id > after)
-    return q.order_by(audit_events.c.id).limit(limit)
-
-
-
-def list_audit_events_newest(
-    org_id: str,
-    *,
-    target_type: str | None,
-    target_id: str | None,
-    action: str | None,
-    actor: str | None,
-    since: int | None,
-    until: int | None,
-    before: str | None,
-    limit: int,
-) -> Select[tuple[object, ...]]:
-    """The console's audit log: newest first, ``before`` an id for the next (older) page."""
-    q = select(
-        audit_events.c.id,
-        audit_events.c.actor,
-        audit_events.c.action,
-        audit_events.c.target_type,
-        audit_events.c.target_id,
-        audit_events.c.details,
-        audit_events.c.created_at,
-    ).where(audit_events.c.org_id == org_id)
-    if target_type is not None:
-        q = q.where(audit_events.c.target_type == target_type)
-    if target_id is not None:
-        q = q.where(audit_events.c.target_id == target_id)
-    if action is not None:
-        q = q.where(audit_events.c.action == action)
-    if actor is not None:
-        q = q.where(audit_events.c.actor == actor)
-    if since is not None:
-        q = q.where(audit_events.c.created_at >= since)
-    if until is not None:
-        q = q.where(audit_events.c.created_at < until)
     if before:
         q = q.where(audit_events.c.id < before)
-    return q.order_by(audit_events.c.id.desc()).limit(limit)
+    order = audit_events.c.id.desc() if newest_first else audit_events.c.id
+    return q.order_by(order).limit(limit)
+
 
 # --- limits per organization -----------------------------------------------------------------
 count_connectors = select(func.count()).where(

@@ -188,40 +188,10 @@ class TenancyQueries(_Base):
     async def insert_audit_event(self, **values: Any) -> None:
         await self.conn.execute(q.insert_audit_event, values)
 
-    async def list_audit_events(
-        self,
-        org_id: str,
-        *,
-        target_id: str | None = None,
-        action: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        after: str | None = None,
-        limit: int = 50,
-    ) -> Rows:
-        return await self._all(q.list_audit_events(
-            org_id, target_id=target_id, action=action, since=since, until=until, after=after,
-            limit=limit,
-        ))
-
-    async def list_audit_events_newest(
-        self,
-        org_id: str,
-        *,
-        target_type: str | None = None,
-        target_id: str | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> Rows:
-        """The organization's audit events matching the filters, newest first."""
-        return await self._all(q.list_audit_events_newest(
-            org_id, target_type=target_type, target_id=target_id, action=action, actor=actor,
-            since=since, until=until, before=before, limit=limit,
-        ))
+    async def list_audit_events(self, org_id: str, **filters: Any) -> Rows:
+        """The organization's audit events (``queries.list_audit_events``: filters, order)."""
+        return await self._all(q.list_audit_events(org_id, limit=filters.pop("limit", 50),
+                                                   **filters))
 
     # --- limits per organization ----------------------------------------------------------
     async def count_connectors(self, org_id: str) -> int:

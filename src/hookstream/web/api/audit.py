@@ -1,4 +1,4 @@
-"""The audit log, read through the API (``record/audit.py`` writes it)."""
+"""The audit log, read through the API (``services/audit.py`` writes and reads it)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from hookstream.services.audit import event_representation
-from hookstream.storage.repository import Repository
+from hookstream.services import audit
 from hookstream.web.api.common import (
     Cursor,
     Limit,
     OrgId,
     RuntimeDep,
-    decode_cursor,
-    page,
     parse_time,
 )
 
@@ -33,9 +30,7 @@ async def list_events(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    async with rt.db.read() as conn:
-        rows = await Repository(conn).list_audit_events(
-            org_id, target_id=targetId, action=action, since=parse_time(since, "since"),
-            until=parse_time(until, "until"), after=decode_cursor(cursor), limit=limit,
-        )
-    return page([event_representation(r) for r in rows], limit)
+    return await audit.list_events(
+        rt, org_id, target_id=targetId, action=action, since_ms=parse_time(since, "since"),
+        until_ms=parse_time(until, "until"), cursor=cursor, limit=limit,
+    )

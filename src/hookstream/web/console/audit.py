@@ -52,13 +52,14 @@ async def audit_page(page: Page) -> Response:
     listing: dict[str, Any] = {"items": [], "nextCursor": None}
     if not errors:
         try:
-            listing = await audit.list_newest(
+            listing = await audit.list_events(
                 page.rt, page.org_id, target_type=target_type,
                 target_id=filters["targetId"] or None, action=filters["action"] or None,
                 actor=filters["actor"] or None,
                 since_ms=parse_time(filter_time(filters["since"]), "since"),
                 until_ms=parse_time(filter_time(filters["until"]), "until"),
                 limit=PAGE_SIZE, cursor=page.request.query_params.get("cursor") or None,
+                newest_first=True,
             )
         except ValidationFailed as exc:
             errors = field_errors(exc).only(*filters)
