@@ -257,11 +257,7 @@ class Worker:
         if self.tracing is None:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
                                    self.tokens, traceparent=head.traceparent)
-            now = time.time()
-            decision = endpoint.policy.decide(
-                number, result.succeeded, now, answer=Answer(
-                    result.status_code, result.retry_after, result.abort, result.refused),
-            )
+            decision, now = _decide(endpoint, number, result)
         else:
             result, decision, now = await self._traced_attempt(
                 members, webhook_id, body, endpoint, number)
@@ -311,11 +307,7 @@ class Worker:
                                kind="client") as span:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
                                    self.tokens, traceparent=self.tracing.traceparent(span))
-            now = time.time()
-            decision = endpoint.policy.decide(
-                number, result.succeeded, now, answer=Answer(
-                    result.status_code, result.retry_after, result.abort, result.refused),
-            )
+            decision, now = _decide(endpoint, number, result)
             span.set_attributes({
                 "http.request.method": "POST", "url.full": endpoint.url_for(head.kind),
                 "hookstream.connector_id": endpoint.id, "hookstream.delivery_id": head.id,
@@ -327,3 +319,12 @@ class Worker:
             if not result.succeeded:
                 self.tracing.failed(span, result.error or f"HTTP {result.status_code}")
         return result, decision, now
+
+
+def _decide(endpoint: Endpoint, number: int, result: AttemptResult) -> tuple[Decision, float]:
+    """The retry policy's decision on attempt ``number``'s result, and the time it was made."""
+    now = time.time()
+    return endpoint.policy.decide(
+        number, result.succeeded, now, answer=Answer(
+            result.status_code, result.retry_after, result.abort, result.refused),
+    ), now
