@@ -98,6 +98,15 @@ connectors = Table(
     Column("ordering", String(16)),
     # "alerts": the organization's operational alerts endpoint, hidden from connector lists.
     Column("system", String(16)),
+    # Where deliveries go: NULL or "http" (base_url and the routes), "mqtt", "amqp" or "nats"
+    # (target_public: JSON of what may be shown; target_secret_enc: encrypted JSON of the
+    # broker credentials).
+    Column("type", String(16)),
+    Column("target_public", Text),
+    Column("target_secret_enc", Text),
+    # Reshaping the body sent: language ("jsonata") and expression; NULL when none.
+    Column("transform_language", String(16)),
+    Column("transform_expression", Text),
     # Batching: up to batch_max_messages in one POST, waiting at most batch_max_wait_ms.
     Column("batch_max_messages", Integer),
     Column("batch_max_wait_ms", Integer),
