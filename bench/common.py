@@ -267,14 +267,19 @@ class Proc:
             return ""
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """(user, system) CPU seconds so far, from /proc (0 once the process is gone)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return 0.0, 0.0
-        fields = stat.rsplit(")", 1)[1].split()
+        """(user, system) CPU seconds so far of this process and of its child processes
+        running now (serve's workers, API processes), from /proc (0 once it is gone)."""
+        user = system = 0
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat_file.parent.name == str(self.pid) or fields[1] == str(self.pid):
+                user += int(fields[11])
+                system += int(fields[12])
         tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
+        return user / tick, system / tick
 
     def check(self) -> None:
         if self.popen.poll() is not None:

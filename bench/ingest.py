@@ -80,27 +80,35 @@ async def _load(base: str, headers: dict[str, str], batch: int, clients: int,
 
 async def ingest(ws: Workspace, dbs: Databases, receiver: Receiver, reference: Reference,
                  options: Options) -> list[Figure]:
-    url = await dbs.new()
     figures: list[Figure] = []
     shapes = ((1, options.ingest_clients), (options.ingest_batch, options.ingest_batch_clients))
-    async with hookstream_api(ws, "api", url) as (api, base):
-        tenant = await create_tenant(base, ws.admin_key, receiver.url,
-                                     options.connector_limit())
-        for batch, clients in shapes:
-            what = "single messages" if batch == 1 else f"batches of {batch}"
-            name = f"ingest, {what}, {clients} clients"
-            say(f"{name} ({dbs.label}): reference")
-            ref, ref_details = await _load(reference.base, tenant.ingest_headers, batch,
-                                           clients, options, [reference.proc])
-            say(f"{name} ({dbs.label}): hookstream api")
-            details: dict[str, Any] = {"batch": batch, "clients": clients,
-                                       "reference": ref_details}
-            label = f"ingest-{dbs.label.lower()}-{'single' if batch == 1 else 'batch'}"
-            with profiled(ws, [api], label, options.profile, details):
-                rate, measured = await _load(base, tenant.ingest_headers, batch, clients,
-                                             options, [api])
-            details.update(measured)
-            say(f"{name} ({dbs.label}): {rate:,.0f} messages/s, reference {ref:,.0f}")
-            figures.append(Figure("ingest", name, dbs.label, rate, "messages/s", ref,
-                                  "FastAPI+uvicorn, parse only, messages/s", details=details))
+    # One API process, then HOOKSTREAM_API_PROCESSES=2 (one listening socket shared).
+    for processes in (1, 2):
+        url = await dbs.new()
+        env = {"HOOKSTREAM_API_PROCESSES": str(processes)}
+        async with hookstream_api(ws, "api", url, env=env) as (api, base):
+            tenant = await create_tenant(base, ws.admin_key, receiver.url,
+                                         options.connector_limit())
+            for batch, clients in shapes:
+                what = "single messages" if batch == 1 else f"batches of {batch}"
+                name = f"ingest, {what}, {clients} clients"
+                if processes > 1:
+                    name += f", {processes} API processes"
+                say(f"{name} ({dbs.label}): reference")
+                ref, ref_details = await _load(reference.base, tenant.ingest_headers, batch,
+                                               clients, options, [reference.proc])
+                say(f"{name} ({dbs.label}): hookstream api")
+                details: dict[str, Any] = {"batch": batch, "clients": clients,
+                                           "apiProcesses": processes,
+                                           "reference": ref_details}
+                label = (f"ingest-{dbs.label.lower()}-{'single' if batch == 1 else 'batch'}"
+                         f"{'' if processes == 1 else f'-{processes}p'}")
+                with profiled(ws, [api], label, options.profile, details):
+                    rate, measured = await _load(base, tenant.ingest_headers, batch, clients,
+                                                 options, [api])
+                details.update(measured)
+                say(f"{name} ({dbs.label}): {rate:,.0f} messages/s, reference {ref:,.0f}")
+                figures.append(Figure("ingest", name, dbs.label, rate, "messages/s", ref,
+                                      "FastAPI+uvicorn, parse only, messages/s",
+                                      details=details))
     return figures

@@ -278,3 +278,69 @@ async def test_serve_delivers_from_a_worker_process_and_takes_it_down_with_it(
 
         # Killed with SIGKILL, the parent cannot stop them: its end of their pipe closing does.
         await eventually(workers_gone, timeout=60, what="the worker process to stop")
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+async def test_serve_with_api_processes_shares_its_port_and_wakes_its_workers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    # Polling every 10 minutes: what arrives in time was woken through the pipes.
+    env = settings_env(settings, HOOKSTREAM_LISTEN=f"127.0.0.1:{port}", HOOKSTREAM_WORKERS="1",
+                       HOOKSTREAM_API_PROCESSES="3", HOOKSTREAM_POLL_INTERVAL="600")
+    log = tmp_path / "serve.log"
+    async with running_receiver() as rec:
+        serve = spawn(hookstream_cmd("serve"), env, log)
+        try:
+            await wait_ready(serve, log, url=f"http://127.0.0.1:{port}/readyz",
+                             what="hookstream serve")
+            assert "api (3 processes) + 1 delivery worker process" in log.read_text()
+            children = children_of(serve.pid)
+            apis = [p for p in children if command_line(p).endswith(" api ")]
+            assert len(children) == 3 and len(apis) == 2, [command_line(p) for p in children]
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+                token = await wire(api, "A", rec.url)
+
+            async def send(n: int) -> list[str]:
+                # A connection each: the kernel hands each to one of the API processes.
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                             timeout=30) as one:
+                    r = await one.post("/ingest/v1/values", headers=token,
+                                       json=[value(n * 10 + i) for i in range(10)])
+                assert r.status_code == 202, r.text
+                return list(r.json()["ids"])
+
+            ids = {i for batch in await asyncio.gather(*(send(n) for n in range(30)))
+                   for i in batch}
+
+            async def all_arrived() -> bool:
+                return set(rec.ids()) >= ids
+
+            await eventually(all_arrived, timeout=120, what="300 values at the receiver")
+
+            # An API process killed is started again; meanwhile the others answer.
+            os.kill(apis[0], signal.SIGKILL)
+
+            async def replaced() -> bool:
+                now = [p for p in children_of(serve.pid) if command_line(p).endswith(" api ")]
+                return len(now) == 2 and apis[0] not in now
+
+            await eventually(replaced, timeout=60, what="the killed API process replaced")
+            more = set(await send(100))
+
+            async def more_arrived() -> bool:
+                return set(rec.ids()) >= more
+
+            await eventually(more_arrived, timeout=120)
+            every = children_of(serve.pid)
+        finally:
+            code = stop(serve, timeout=60)
+        assert code == 0, log.read_text()[-3000:]
+        assert not any(alive(pid) for pid in every)
+        assert "Traceback" not in log.read_text()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -69,7 +70,7 @@ def _logging(settings: Settings) -> None:
 
 async def _start(
     settings: Settings, *, api: bool, worker: bool, migrate: bool, mqtt: bool = False,
-    worker_processes: int = 0,
+    worker_processes: int = 0, api_processes: int = 1,
 ) -> None:
     from hookstream.roles import SUPERVISED, run_roles
     from hookstream.services.runtime import Runtime
@@ -88,20 +89,21 @@ async def _start(
             local = await ensure_local_user(runtime)
         if not os.environ.get(SUPERVISED):  # serve's banner speaks for its workers
             _banner(runtime, api=api, worker=worker, mqtt=mqtt, local=local,
-                    worker_processes=worker_processes)
+                    worker_processes=worker_processes, api_processes=api_processes)
         await run_roles(runtime, api=api, worker=worker, mqtt=mqtt,
-                        worker_processes=worker_processes)
+                        worker_processes=worker_processes, api_processes=api_processes)
     finally:
         await runtime.close()
 
 
 def _banner(runtime: Any, *, api: bool, worker: bool, mqtt: bool, local: Any = None,
-            worker_processes: int = 0) -> None:
+            worker_processes: int = 0, api_processes: int = 1) -> None:
     s: Settings = runtime.settings
     workers = (f"{worker_processes} delivery worker process"
                + ("es" if worker_processes > 1 else "")) if worker_processes else ""
+    api_name = f"api ({api_processes} processes)" if api_processes > 1 else "api"
     roles = " + ".join(
-        r for r, on in (("api", api), ("delivery worker", worker), (workers, bool(workers)),
+        r for r, on in ((api_name, api), ("delivery worker", worker), (workers, bool(workers)),
                         ("MQTT bridge", mqtt)) if on
     )
     db = s.database_url if s.is_sqlite else "PostgreSQL"
@@ -145,26 +147,43 @@ def serve() -> None:
     processes = settings.workers
     if processes is None:
         processes = 1 if (os.cpu_count() or 1) >= 2 else 0
-    metrics_dir = None
-    if processes:
-        # Counters of every process in one /metrics (prometheus_client's multiprocess mode);
-        # set before prometheus_client is first imported, here and in the children.
-        metrics_dir = tempfile.mkdtemp(prefix="hookstream-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    try:
+    api_processes = settings.api_processes
+    if api_processes is None:
+        cores = os.cpu_count() or 1
+        api_processes = 1 if cores < 4 else cores // 2
+    with _shared_metrics(processes > 0 or api_processes > 1):
         _run(_start(settings, api=True, worker=not processes, migrate=True,
-                    mqtt=settings.mqtt_url is not None, worker_processes=processes))
+                    mqtt=settings.mqtt_url is not None, worker_processes=processes,
+                    api_processes=api_processes))
+
+
+@contextlib.contextmanager
+def _shared_metrics(children: bool) -> Iterator[None]:
+    """With child processes, counters of every process in one /metrics (prometheus_client's
+    multiprocess mode), set before prometheus_client is first imported, here and in them."""
+    if not children or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="hookstream-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        yield
     finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
 def api() -> None:
-    """The API and ingest only; run many against one PostgreSQL."""
+    """The API and ingest only (in HOOKSTREAM_API_PROCESSES processes sharing its port, one
+    unless set); run many against one PostgreSQL."""
+    from hookstream.roles import LISTEN_FD
+
     settings = _settings()
     _logging(settings)
-    _run(_start(settings, api=True, worker=False, migrate=False))
+    # One of serve's (or api's) API processes runs just itself.
+    processes = 1 if os.environ.get(LISTEN_FD) else (settings.api_processes or 1)
+    with _shared_metrics(processes > 1):
+        _run(_start(settings, api=True, worker=False, migrate=False, api_processes=processes))
 
 
 @app.command()

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -25,24 +26,33 @@ log = logging.getLogger(__name__)
 
 # Set in a worker process ``serve`` started: its standard input is the parent's wake-up pipe.
 SUPERVISED = "HOOKSTREAM_SUPERVISED"
+# Set in an API process ``serve`` started: the listening socket it serves on, and the pipe
+# its ingest wakes ``serve``'s delivery workers through.
+LISTEN_FD = "HOOKSTREAM_LISTEN_FD"
+WAKE_FD = "HOOKSTREAM_WAKE_FD"
 READY_LINE = b"hookstream ready:"
 # How long a worker process gets to finish its requests and write their outcomes at shutdown.
 STOP_GRACE = 30.0
 
 
-class WorkerProcesses:
-    """``serve``'s delivery workers, each a ``hookstream worker`` child process.
+class RoleProcesses:
+    """``serve``'s child processes of one role: delivery workers (``hookstream worker``) or
+    further API processes (``hookstream api``, on the listening socket ``serve`` opened).
 
-    Their log lines are relayed to this process's standard error; a worker's readiness line
+    Their log lines are relayed to this process's standard error; a child's readiness line
     is read (not relayed) so the parent tells one "hookstream ready" for all. Each child's
     standard input is a wake-up pipe: a byte per batch of ``Wakeup.set`` in the parent (on
     SQLite there is no NOTIFY), and end-of-file when the parent is gone, killed or not, so
     no child outlives it. A child that dies is started again after a second.
     """
 
-    def __init__(self, count: int, on_ready: Callable[[], None]) -> None:
+    def __init__(self, role: str, count: int, on_ready: Callable[[], None], *,
+                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
+        self._role = role
         self._count = count
         self._on_ready = on_ready
+        self._env = env or {}
+        self._pass_fds = pass_fds
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._ready: set[int] = set()
         self._stopping = False
@@ -63,17 +73,20 @@ class WorkerProcesses:
                     proc.stdin.write(b"w")
 
     async def run(self) -> None:
+        if self._count == 0:
+            self._on_ready()
+            return
         await asyncio.gather(*(self._keep(i) for i in range(self._count)))
 
     async def _keep(self, index: int) -> None:
-        env = {**os.environ, SUPERVISED: str(os.getpid())}
+        env = {**os.environ, SUPERVISED: str(os.getpid()), **self._env}
         env.pop("HOOKSTREAM_METRICS_LISTEN", None)  # the parent's /metrics covers them
         env.pop("NOTIFY_SOCKET", None)  # the parent tells systemd once all are ready
         while not self._stopping:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hookstream", "worker", env=env,
+                sys.executable, "-m", "hookstream", self._role, env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT, pass_fds=self._pass_fds,
                 # Its own session: a terminal's Ctrl-C reaches the parent, which stops it.
                 start_new_session=True,
             )
@@ -92,8 +105,8 @@ class WorkerProcesses:
             _process_gone(proc.pid)
             if self._stopping:
                 return
-            log.error("worker process %d (pid %d) exited with %s; starting it again in 1 s",
-                      index + 1, proc.pid, code)
+            log.error("%s process %d (pid %d) exited with %s; starting it again in 1 s",
+                      self._role, index + 1, proc.pid, code)
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
@@ -107,11 +120,71 @@ class WorkerProcesses:
             try:
                 await asyncio.wait_for(proc.wait(), STOP_GRACE)
             except TimeoutError:
-                log.error("worker process %d did not stop in %.0f s; killing it",
-                          proc.pid, STOP_GRACE)
+                log.error("%s process %d did not stop in %.0f s; killing it",
+                          self._role, proc.pid, STOP_GRACE)
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+class SharedListener:
+    """The listening socket ``serve``'s API processes share (the kernel hands each new
+    connection to one of them), and the pipe through which the other API processes wake
+    this process's delivery workers (on SQLite there is no NOTIFY to do it)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.socket.listen(2048)
+        self.socket.set_inheritable(True)
+        self._wake_read, self.wake_fd = os.pipe()
+        os.set_inheritable(self.wake_fd, True)
+
+    def child_env(self) -> dict[str, str]:
+        return {LISTEN_FD: str(self.socket.fileno()), WAKE_FD: str(self.wake_fd)}
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return (self.socket.fileno(), self.wake_fd)
+
+    async def relay_wakeups(self, wakeup: Any) -> None:
+        """Each byte another API process writes is a wake-up of this process's workers."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._wake_read, "rb"))
+        try:
+            while await reader.read(4096):
+                wakeup.set()
+        finally:
+            transport.close()
+
+    def close(self) -> None:
+        self.socket.close()
+        with contextlib.suppress(OSError):
+            os.close(self.wake_fd)
+
+
+def _wake_parent(fd: int) -> Callable[[], None]:
+    """A ``Wakeup`` forward that writes a byte to ``serve``'s wake pipe, once a loop turn."""
+    pending = False
+
+    def send() -> None:
+        nonlocal pending
+        pending = False
+        with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
+            os.write(fd, b"w")
+
+    def wake() -> None:
+        nonlocal pending
+        if not pending:
+            pending = True
+            asyncio.get_running_loop().call_soon(send)
+
+    os.set_blocking(fd, False)
+    return wake
 
 
 def _process_gone(pid: int) -> None:
@@ -166,9 +239,11 @@ def _uvicorn_server(runtime: Runtime, on_started: Callable[[], None]) -> uvicorn
 
 async def run_roles(
     runtime: Runtime, *, api: bool, worker: bool, mqtt: bool = False, worker_processes: int = 0,
+    api_processes: int = 1,
 ) -> None:
     """Run the API, a delivery worker and/or the MQTT bridge until SIGINT or SIGTERM; with
-    ``worker_processes``, that many workers in child processes (``serve``) instead."""
+    ``worker_processes``, that many workers in child processes (``serve``) instead; with
+    ``api_processes`` above one, the API in that many processes sharing one socket."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,10 +258,30 @@ async def run_roles(
 
         health = HealthServer(settings.metrics_listen, runtime.db, readiness)
         health.start()
-    server = _uvicorn_server(runtime, lambda: readiness.ready("api")) if api else None
+    # The API is ready once this process listens and, with API processes, all of them do.
+    api_waits = {"here", "children"} if api and api_processes > 1 else {"here"}
+
+    def api_ready(part: str) -> None:
+        api_waits.discard(part)
+        if not api_waits:
+            readiness.ready("api")
+
+    server = _uvicorn_server(runtime, lambda: api_ready("here")) if api else None
     tasks: dict[str, asyncio.Task[None]] = {}
+    listener = api_children = None
+    sockets: list[socket.socket] | None = None
+    if api and api_processes > 1:
+        listener = SharedListener(settings.host, settings.port)
+        sockets = [listener.socket]
+        api_children = RoleProcesses("api", api_processes - 1, lambda: api_ready("children"),
+                                     env=listener.child_env(), pass_fds=listener.fds)
+        tasks["api-processes"] = asyncio.create_task(api_children.run())
+        tasks["api-wakeups"] = asyncio.create_task(listener.relay_wakeups(runtime.wakeup))
+    elif api and os.environ.get(LISTEN_FD):  # one of serve's API processes
+        sockets = [socket.socket(fileno=int(os.environ[LISTEN_FD]))]
+        runtime.wakeup.forward_to(_wake_parent(int(os.environ[WAKE_FD])))
     if server is not None:
-        tasks["api"] = asyncio.create_task(server.serve())
+        tasks["api"] = asyncio.create_task(server.serve(sockets=sockets))
     if mqtt:
         from hookstream.mqtt.bridge import Bridge
 
@@ -202,7 +297,8 @@ async def run_roles(
         tasks["worker"] = asyncio.create_task(delivery.run())
         # Retention runs where workers run (every such process; they share the work).
         tasks["retention"] = asyncio.create_task(Purger(runtime.db, settings).run())
-    if api or settings.metrics_listen:
+    # serve's first process samples the queue for every process (one /metrics).
+    if (api or settings.metrics_listen) and not os.environ.get(LISTEN_FD):
         from hookstream.pipeline.record.queue_sampler import QueueSampler
 
         tasks["metrics"] = asyncio.create_task(
@@ -210,7 +306,7 @@ async def run_roles(
         )
     children = None
     if worker_processes > 0:
-        children = WorkerProcesses(worker_processes, lambda: readiness.ready("worker"))
+        children = RoleProcesses("worker", worker_processes, lambda: readiness.ready("worker"))
         runtime.wakeup.forward_to(children.wake)
         tasks["workers"] = asyncio.create_task(children.run())
     if os.environ.get(SUPERVISED):
@@ -228,16 +324,20 @@ async def run_roles(
         if server is not None:
             server.should_exit = True
             await asyncio.gather(tasks["api"], return_exceptions=True)
+        if api_children is not None:
+            await api_children.stop()
         if "mqtt" in tasks:
             await asyncio.gather(tasks["mqtt"], return_exceptions=True)
         if children is not None:
             await children.stop()
-        for role in ("metrics", "retention", "worker", "wakeups"):
+        for role in ("metrics", "retention", "worker", "wakeups", "api-wakeups"):
             if role in tasks:
                 tasks[role].cancel()
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         if health is not None:
             await asyncio.to_thread(health.close)
+        if listener is not None:
+            listener.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     for result in results:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Worker processes ``serve`` starts beside its API (0: the worker runs inside it);
     # unset: one when the machine has two cores or more.
     workers: int | None = Field(default=None, ge=0, le=64)
+    # Processes ``serve`` runs its API in, sharing one listening socket; unset: one below four
+    # cores, else half the cores. Each counts API-key and ingest rate limits on its own.
+    api_processes: int | None = Field(default=None, ge=1, le=64)
     claim_batch: int = Field(default=256, ge=1)
     # Requests in flight to one connector across every worker (a connector may set its own).
     connector_max_concurrency: int = Field(default=64, ge=1)
