@@ -17,7 +17,7 @@ RUN_STAMP  := $(VENV)/.installed-run-$(call sum,$(RUN_LOCKS))
 DEV_STAMP  := $(VENV)/.installed-dev-$(call sum,$(DEV_LOCKS))
 BENCH_STAMP := $(VENV)/.installed-bench-$(call sum,$(DEV_LOCKS) $(REQ)/bench.txt)
 
-.PHONY: run test lint install install-dev lock clean bench bench-senders drills
+.PHONY: run test lint install install-dev lock clean bench bench-senders bench-ingest drills
 
 # The venv, with the locked pip and setuptools (no `--upgrade pip` to whatever is newest).
 define bootstrap
@@ -82,6 +82,14 @@ SENDERS_PYTHON ?= $(BIN)/python
 
 bench-senders: $(DEV_STAMP)
 	$(SENDERS_PYTHON) -m bench.senders $(SENDERS_ARGS)
+
+# Ingest's parts against alternatives (bench/ingest_alternatives.py, about 20 s): validation
+# against msgspec, uvicorn against granian; neither is a dependency: ALT_PYTHON is a venv that
+# has them (the module's docstring shows one), else they are reported "not installed".
+ALT_PYTHON ?= $(BIN)/python
+
+bench-ingest: $(DEV_STAMP)
+	$(ALT_PYTHON) -m bench.ingest_alternatives $(ALT_ARGS)
 
 drills: $(DEV_STAMP)
 	$(BIN)/python -m drills $(DRILLS_ARGS)
