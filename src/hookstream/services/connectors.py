@@ -17,6 +17,7 @@ from hookstream.errors import NotFound
 from hookstream.ids import first_id_at, new_id, now_ms
 from hookstream.models import Connector
 from hookstream.pipeline.deliver.signing import new_secret
+from hookstream.pipeline.queue import toggle
 from hookstream.services.audit import audit
 from hookstream.services.paging import decode_cursor, page
 from hookstream.services.quotas import check_quota
@@ -202,10 +203,10 @@ async def update(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpd
         # recorded outcomes), so the two cannot deadlock.
         if "active" in changes and bool(before.active) != changes["active"]:
             if changes["active"]:
-                await repo.resume_deliveries(connector_id, now)
+                await toggle.resume(repo, connector_id, now)
                 await repo.notify_due()
             else:
-                await repo.hold_deliveries(connector_id, now)
+                await toggle.hold(repo, connector_id, now)
         if changes:
             await repo.update_connector(org_id, connector_id, updated_at=now, **changes)
             details: dict[str, Any] = {"fields": sorted(given)}
@@ -289,7 +290,7 @@ async def delete(rt: Runtime, org_id: str, connector_id: str) -> None:
         if await repo.get_connector(org_id, connector_id) is None:
             raise not_found(connector_id)
         # Deliveries first, as workers lock them (see update).
-        await repo.cancel_open_deliveries(connector_id, now)
+        await toggle.cancel_open(repo, connector_id, now)
         await repo.delete_connector(org_id, connector_id, now)
         await audit(repo, org_id, "connector.deleted", "connector", connector_id)
 

@@ -70,6 +70,8 @@ async def cancel_delivery(rt: Runtime, org_id: str, delivery_id: str) -> dict[st
     async with rt.db.write() as conn:
         repo = Repository(conn)
         cancelled = await repo.cancel_delivery(org_id, delivery_id, now_ms())
+        if cancelled:  # its queue row goes, with its lease: an attempt in flight records nothing
+            await repo.cancel_queued_delivery(delivery_id)
         row = await repo.get_delivery(org_id, delivery_id)
     if row is None:
         raise NotFound(f"no delivery '{delivery_id}'")

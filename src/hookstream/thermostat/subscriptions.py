@@ -21,6 +21,7 @@ from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.retry import RetryPolicy
 from hookstream.pipeline.deliver.signing import new_secret, secret_key
 from hookstream.pipeline.deliver.webhook import Endpoint
+from hookstream.pipeline.queue import toggle
 from hookstream.services.audit import audit
 from hookstream.services.runtime import Runtime
 from hookstream.storage.repository import Repository
@@ -138,7 +139,7 @@ async def end_subscriptions(repo: Repository, org_id: str, rows: Any, now: int) 
     """End subscriptions: no more notifications; queued ones are cancelled."""
     ended = 0
     for row in rows:
-        await repo.cancel_open_deliveries(row.connector_id, now)  # deliveries first, as workers
+        await toggle.cancel_open(repo, row.connector_id, now)  # deliveries first, as workers
         await repo.delete_connector(org_id, row.connector_id, now)
         if await repo.delete_plant_subscription(row.id, now):
             ended += 1

@@ -111,6 +111,7 @@ class Claimer:
                     break
                 batch_id = new_id("msg")
                 await repo.assign_batch([r.id for r in rows], batch_id)
+                await repo.assign_batch_deliveries([r.id for r in rows], batch_id)
                 batch_ids.append(batch_id)
         return await repo.batch_members(batch_ids, now)
 

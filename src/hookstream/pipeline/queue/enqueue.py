@@ -2,7 +2,8 @@
 workers for it.
 
 Every producer (ingest routing, thermostat notifications, alerts, replays of a range and of
-one delivery) goes through the same three steps:
+one delivery) goes through the same three steps (a delivery is a row of ``deliveries``, its
+record, and while open a row of ``queue``, what workers claim):
 
 1. ``plan_delivery`` builds each row (pure): a new ``dlv_`` id, ``pending`` (``held`` when its
    connector is switched off), no attempts yet, due at once; ``device_id`` is the ordering
@@ -25,6 +26,7 @@ from hookstream.ids import new_id
 from hookstream.models import DeliveryStatus
 from hookstream.pipeline.queue.wakeup import Wakeup
 from hookstream.storage.repository import Repository
+from hookstream.storage.tables import QUEUE_HELD
 
 
 def plan_delivery(
@@ -47,6 +49,17 @@ def plan_delivery(
     return row
 
 
+def queued(row: dict[str, Any]) -> dict[str, Any]:
+    """The queue row of a ``plan_delivery`` row: due at once, or never while held."""
+    held = row["status"] == DeliveryStatus.HELD
+    return {
+        "delivery_id": row["id"], "connector_id": row["connector_id"],
+        "device_id": row["device_id"], "message_id": row["message_id"], "kind": row["kind"],
+        "due_at": QUEUE_HELD if held else row["next_attempt_at"], "attempts": 0,
+        "created_at": row["created_at"],
+    }
+
+
 def due_count(rows: list[dict[str, Any]]) -> int:
     """How many of ``rows`` workers may claim (pending ones)."""
     return sum(1 for r in rows if r["status"] == DeliveryStatus.PENDING)
@@ -62,6 +75,7 @@ async def enqueue(repo: Repository, rows: list[dict[str, Any]], *, notify: bool 
     if not rows:
         return 0
     await repo.insert_deliveries(rows)
+    await repo.insert_queued([queued(r) for r in rows])
     due = due_count(rows)
     if due and notify:
         await repo.notify_due()

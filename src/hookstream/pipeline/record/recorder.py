@@ -15,11 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hookstream.ids import new_id
 from hookstream.metrics import CONNECTORS_DEACTIVATED
 from hookstream.models import DeliveryStatus
 from hookstream.pipeline.deliver.client import AttemptResult
+from hookstream.pipeline.queue import toggle
 from hookstream.pipeline.record.alerts import AlertEvent, enqueue_alerts
 from hookstream.pipeline.record.rollup import counted
 from hookstream.storage.database import Database, database_away
@@ -185,6 +187,8 @@ class Recorder:
     async def _write(self, outcomes: list[Outcome]) -> None:
         now = int(time.time() * 1000)
         attempts, delivered, not_delivered, released = [], [], [], []
+        retried: list[dict[str, Any]] = []
+        finished: list[dict[str, Any]] = []
         for o in outcomes:
             r = o.result
             if r is None:
@@ -215,6 +219,7 @@ class Recorder:
                     error = f"{error}; {o.reason}" if error else o.reason
                 row.update(b_status=o.status, b_next_attempt_at=o.next_attempt_at, b_error=error)
                 not_delivered.append(row)
+                (retried if o.status == DeliveryStatus.PENDING else finished).append(row)
         counts = counted(
             (o.connector_id, int(o.result.started_at * 1000), o.result.status_code,
              o.result.duration_ms)
@@ -224,9 +229,15 @@ class Recorder:
             repo = Repository(conn)
             await repo.insert_attempts(attempts)
             await repo.add_attempt_counts(counts)
+            # Records first: they are written only while the queue row shows the lease.
             await repo.record_delivered(delivered)
             await repo.record_not_delivered(not_delivered)
             await repo.release_deliveries(released)
+            await repo.finish_delivered(delivered)
+            await repo.finish_queued(finished)
+            # A failed one still there was held meanwhile: it gives its lease back, held.
+            await repo.requeue(retried + finished)
+            await repo.release_queued(released)
             alerts = await self._connector_health(repo, outcomes, now)
             alerts += [
                 AlertEvent("delivery.failed", o.connector_id, {
@@ -273,7 +284,7 @@ class Recorder:
         alerts = []
         for connector_id, reason in gone.items():
             if await repo.deactivate_connector(connector_id, reason, now):
-                await repo.hold_deliveries(connector_id, now)
+                await toggle.hold(repo, connector_id, now)
                 log.warning("connector %s switched off: %s", connector_id, reason)
                 alerts.append(AlertEvent("connector.deactivated", connector_id,
                                          {"reason": reason}))

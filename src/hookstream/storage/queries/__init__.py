@@ -74,6 +74,9 @@ from hookstream.storage.queries.pipeline import (
     assign_batch as assign_batch,
 )
 from hookstream.storage.queries.pipeline import (
+    assign_batch_deliveries as assign_batch_deliveries,
+)
+from hookstream.storage.queries.pipeline import (
     batch_members as batch_members,
 )
 from hookstream.storage.queries.pipeline import (
@@ -81,6 +84,12 @@ from hookstream.storage.queries.pipeline import (
 )
 from hookstream.storage.queries.pipeline import (
     cancel_open_deliveries as cancel_open_deliveries,
+)
+from hookstream.storage.queries.pipeline import (
+    cancel_queued as cancel_queued,
+)
+from hookstream.storage.queries.pipeline import (
+    cancel_queued_delivery as cancel_queued_delivery,
 )
 from hookstream.storage.queries.pipeline import (
     claim_ids as claim_ids,
@@ -119,6 +128,12 @@ from hookstream.storage.queries.pipeline import (
     failing_since_before as failing_since_before,
 )
 from hookstream.storage.queries.pipeline import (
+    finish_delivered as finish_delivered,
+)
+from hookstream.storage.queries.pipeline import (
+    finish_queued as finish_queued,
+)
+from hookstream.storage.queries.pipeline import (
     get_delivery as get_delivery,
 )
 from hookstream.storage.queries.pipeline import (
@@ -134,6 +149,9 @@ from hookstream.storage.queries.pipeline import (
     hold_deliveries as hold_deliveries,
 )
 from hookstream.storage.queries.pipeline import (
+    hold_queued as hold_queued,
+)
+from hookstream.storage.queries.pipeline import (
     insert_attempts as insert_attempts,
 )
 from hookstream.storage.queries.pipeline import (
@@ -144,6 +162,9 @@ from hookstream.storage.queries.pipeline import (
 )
 from hookstream.storage.queries.pipeline import (
     insert_messages as insert_messages,
+)
+from hookstream.storage.queries.pipeline import (
+    insert_queued as insert_queued,
 )
 from hookstream.storage.queries.pipeline import (
     list_attempts as list_attempts,
@@ -173,10 +194,19 @@ from hookstream.storage.queries.pipeline import (
     release_delivery as release_delivery,
 )
 from hookstream.storage.queries.pipeline import (
+    release_queued as release_queued,
+)
+from hookstream.storage.queries.pipeline import (
     replayable_batch as replayable_batch,
 )
 from hookstream.storage.queries.pipeline import (
+    requeue as requeue,
+)
+from hookstream.storage.queries.pipeline import (
     resume_deliveries as resume_deliveries,
+)
+from hookstream.storage.queries.pipeline import (
+    resume_queued as resume_queued,
 )
 from hookstream.storage.queries.pipeline import (
     spend_rate_tokens as spend_rate_tokens,

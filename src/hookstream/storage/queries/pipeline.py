@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
     Select,
     String,
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
 
 from hookstream.storage.tables import (
+    QUEUE_HELD,
     attempt_counts,
     attempts,
     connectors,
@@ -35,6 +37,14 @@ from hookstream.storage.tables import (
     idempotency_keys,
     messages,
     organizations,
+    queue,
+)
+
+# A literal: the same statement text for every call, no extra parameter.
+_HELD: Any = literal_column(str(QUEUE_HELD))
+# The queue's rows of one connector (the toggle holds, resumes and cancels them).
+_queued_of_connector = select(queue.c.delivery_id).where(
+    queue.c.connector_id == bindparam("b_connector_id")
 )
 
 # --- connector health: sustained failure and 410 switch a connector off ----------------
@@ -64,26 +74,35 @@ deactivate_connector = (
 
 
 # --- deliveries held and resumed by the toggle ------------------------------------------
+# Each is a pair: the deliveries' status (what the logs show), then their queue rows.
 hold_deliveries = (
     update(deliveries)
-    .where(
-        deliveries.c.connector_id == bindparam("b_connector_id"), deliveries.c.status == "pending"
-    )
+    .where(deliveries.c.id.in_(_queued_of_connector), deliveries.c.status == "pending")
     .values(status="held", updated_at=bindparam("b_now"))
+)
+hold_queued = (
+    update(queue).where(queue.c.connector_id == bindparam("b_connector_id")).values(due_at=_HELD)
 )
 resume_deliveries = (
     update(deliveries)
-    .where(deliveries.c.connector_id == bindparam("b_connector_id"), deliveries.c.status == "held")
+    .where(deliveries.c.id.in_(_queued_of_connector), deliveries.c.status == "held")
     .values(status="pending", next_attempt_at=bindparam("b_now"), updated_at=bindparam("b_now"))
+)
+resume_queued = (
+    update(queue)
+    .where(queue.c.connector_id == bindparam("b_connector_id"), queue.c.due_at >= _HELD)
+    .values(due_at=bindparam("b_now"))
 )
 cancel_open_deliveries = (
     update(deliveries)
     .where(
-        deliveries.c.connector_id == bindparam("b_connector_id"),
+        deliveries.c.id.in_(_queued_of_connector),
         deliveries.c.status.in_(("pending", "held")),
     )
-    .values(status="cancelled", lease_id=None, updated_at=bindparam("b_now"))
+    .values(status="cancelled", updated_at=bindparam("b_now"))
 )
+# Their leases go with them: an attempt in flight records nothing.
+cancel_queued = delete(queue).where(queue.c.connector_id == bindparam("b_connector_id"))
 
 
 # --- messages ---------------------------------------------------------------------------
@@ -105,6 +124,7 @@ add_attempt_counts: dict[str, Any] = {
     "postgresql": _add_attempt_counts(postgresql_insert),
 }
 insert_deliveries: Insert = insert(deliveries)
+insert_queued: Insert = insert(queue)
 
 
 _message_cols = (
@@ -223,8 +243,10 @@ list_attempts = (
 
 # Claiming, fair and limited per connector. Claims run one at a time (an advisory lock on
 # PostgreSQL, the write lock on SQLite), so the limits hold across every worker process.
-_in_flight_rows = deliveries.alias("in_flight_rows")
-_due_rows = deliveries.alias("due_rows")
+# A claim reads and leases rows of the narrow queue only; the deliveries' records are written
+# when an attempt ends.
+_in_flight_rows = queue.alias("in_flight_rows")
+_due_rows = queue.alias("due_rows")
 due_connectors = select(
     connectors.c.id,
     connectors.c.ordering,
@@ -236,12 +258,11 @@ due_connectors = select(
     connectors.c.rate_updated_at,
     # Requests, not deliveries: a batch in flight is one request.
     select(func.count(func.distinct(func.coalesce(_in_flight_rows.c.batch_id,
-                                                  _in_flight_rows.c.id))))
+                                                  _in_flight_rows.c.delivery_id))))
     .where(
         _in_flight_rows.c.connector_id == connectors.c.id,
         _in_flight_rows.c.lease_id.is_not(None),
-        _in_flight_rows.c.status == "pending",
-        _in_flight_rows.c.next_attempt_at > bindparam("now"),
+        _in_flight_rows.c.due_at > bindparam("now"),
     )
     .scalar_subquery()
     .label("in_flight"),
@@ -249,13 +270,12 @@ due_connectors = select(
     connectors.c.active.is_(True),
     exists().where(
         _due_rows.c.connector_id == connectors.c.id,
-        _due_rows.c.status == "pending",
-        _due_rows.c.next_attempt_at <= bindparam("now"),
+        _due_rows.c.due_at <= bindparam("now"),
     ),
 )
 
 
-_earlier = deliveries.alias("earlier")
+_earlier = queue.alias("earlier")
 
 
 @functools.lru_cache(maxsize=256)
@@ -263,64 +283,56 @@ def due_ids(per_device: tuple[bool, ...]) -> Select[tuple[str]]:
     """The ids of each connector's first due deliveries, up to its share.
 
     One part per connector (``per_device[i]`` says how the i-th is ordered), each taking its
-    first ``n{i}`` due deliveries of connector ``c{i}`` through the index; parameters ``c{i}``,
+    first ``n{i}`` due queue rows of connector ``c{i}`` through the index; parameters ``c{i}``,
     ``n{i}`` and ``now``. Built once per shape and cached: building and compiling it on every
     claim cost more than running it. For a connector ordered per device, only a device's
     oldest open delivery qualifies: the next one waits until it is delivered or has failed
-    for good.
+    for good (an open delivery is one still in the queue).
     """
     parts = []
     for i, ordered in enumerate(per_device):
-        first = select(deliveries.c.id).where(
-            deliveries.c.connector_id == bindparam(f"c{i}"),
-            deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= bindparam("now"),
+        first = select(queue.c.delivery_id).where(
+            queue.c.connector_id == bindparam(f"c{i}"),
+            queue.c.due_at <= bindparam("now"),
         )
         if ordered:
             first = first.where(
                 ~exists().where(
-                    _earlier.c.connector_id == deliveries.c.connector_id,
-                    _earlier.c.device_id == deliveries.c.device_id,
-                    # Not IN (...): an expanding list cannot go to the driver as it is.
-                    or_(_earlier.c.status == "pending", _earlier.c.status == "held"),
-                    _earlier.c.message_id < deliveries.c.message_id,
+                    _earlier.c.connector_id == queue.c.connector_id,
+                    _earlier.c.device_id == queue.c.device_id,
+                    _earlier.c.message_id < queue.c.message_id,
                 )
             )
         sub = (
-            first.order_by(deliveries.c.next_attempt_at)
+            first.order_by(queue.c.due_at)
             .limit(bindparam(f"n{i}", type_=Integer))
             .subquery()
         )
-        parts.append(select(sub.c.id))
+        parts.append(select(sub.c.delivery_id))
     return union_all(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
 
 
 claim_ids = (
-    update(deliveries)
+    update(queue)
     .where(
-        deliveries.c.id.in_(
-            select(deliveries.c.id)
+        queue.c.delivery_id.in_(
+            select(queue.c.delivery_id)
             .where(
-                deliveries.c.id.in_(bindparam("ids", expanding=True)),
-                deliveries.c.status == "pending",
-                deliveries.c.next_attempt_at <= bindparam("now"),
+                queue.c.delivery_id.in_(bindparam("ids", expanding=True)),
+                queue.c.due_at <= bindparam("now"),
             )
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
     )
-    .values(
-        next_attempt_at=bindparam("lease_until"),
-        lease_id=bindparam("lease_id"),
-        updated_at=bindparam("now"),
-    )
+    .values(due_at=bindparam("lease_until"), lease_id=bindparam("lease_id"))
     .returning(
-        deliveries.c.id,
-        deliveries.c.message_id,
-        deliveries.c.connector_id,
-        deliveries.c.kind,
-        deliveries.c.attempts,
-        deliveries.c.batch_id,
+        queue.c.delivery_id.label("id"),
+        queue.c.message_id,
+        queue.c.connector_id,
+        queue.c.kind,
+        queue.c.attempts,
+        queue.c.batch_id,
     )
 )
 spend_rate_tokens = (
@@ -331,73 +343,75 @@ spend_rate_tokens = (
 # Batching: batches already formed (their retries), deliveries not yet in a batch, and
 # forming one.
 _due_pending = and_(
-    deliveries.c.connector_id == bindparam("connector_id"),
-    deliveries.c.status == "pending",
-    deliveries.c.next_attempt_at <= bindparam("now"),
+    queue.c.connector_id == bindparam("connector_id"),
+    queue.c.due_at <= bindparam("now"),
 )
 due_batches = (
-    select(deliveries.c.batch_id)
-    .where(_due_pending, deliveries.c.batch_id.is_not(None))
-    .group_by(deliveries.c.batch_id)
-    .order_by(func.min(deliveries.c.next_attempt_at))
+    select(queue.c.batch_id)
+    .where(_due_pending, queue.c.batch_id.is_not(None))
+    .group_by(queue.c.batch_id)
+    .order_by(func.min(queue.c.due_at))
     .limit(bindparam("limit"))
 )
 unbatched_due = (
-    select(deliveries.c.id, deliveries.c.kind, deliveries.c.created_at)
-    .where(_due_pending, deliveries.c.batch_id.is_(None), deliveries.c.kind == bindparam("kind"))
-    .order_by(deliveries.c.message_id)
+    select(queue.c.delivery_id.label("id"), queue.c.kind, queue.c.created_at)
+    .where(_due_pending, queue.c.batch_id.is_(None), queue.c.kind == bindparam("kind"))
+    .order_by(queue.c.message_id)
     .limit(bindparam("limit"))
 )
 assign_batch = (
+    update(queue)
+    .where(queue.c.delivery_id.in_(bindparam("ids", expanding=True)))
+    .values(batch_id=bindparam("b_batch_id"))
+)
+# The deliveries' records show the batch (its webhook-id) from the moment it is formed.
+assign_batch_deliveries = (
     update(deliveries)
     .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
     .values(batch_id=bindparam("b_batch_id"))
 )
 # A batch not full yet waits until its oldest message has waited maxWaitMs.
 defer_deliveries = (
-    update(deliveries)
-    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
-    .values(next_attempt_at=bindparam("b_until"))
+    update(queue)
+    .where(queue.c.delivery_id.in_(bindparam("ids", expanding=True)))
+    .values(due_at=bindparam("b_until"))
 )
-batch_members = select(deliveries.c.id).where(
-    deliveries.c.batch_id.in_(bindparam("batch_ids", expanding=True)),
-    deliveries.c.status == "pending",
-    deliveries.c.next_attempt_at <= bindparam("now"),
+batch_members = select(queue.c.delivery_id.label("id")).where(
+    queue.c.batch_id.in_(bindparam("batch_ids", expanding=True)),
+    queue.c.due_at <= bindparam("now"),
 )
 # /metrics: pending deliveries per connector and the oldest unclaimed one's due time.
 queue_depth = (
     select(
-        deliveries.c.connector_id,
+        queue.c.connector_id,
         func.count().label("depth"),
-        func.min(
-            case((deliveries.c.lease_id.is_(None), deliveries.c.next_attempt_at))
-        ).label("oldest_due"),
+        func.min(case((queue.c.lease_id.is_(None), queue.c.due_at))).label("oldest_due"),
     )
-    .where(deliveries.c.status == "pending")
-    .group_by(deliveries.c.connector_id)
+    .where(queue.c.due_at < _HELD)
+    .group_by(queue.c.connector_id)
 )
-next_due_at = select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
+next_due_at = select(func.min(queue.c.due_at)).where(queue.c.due_at < _HELD)
 
-# An outcome is written only by the worker still holding the lease.
-_leased = and_(
-    deliveries.c.id == bindparam("b_id"), deliveries.c.lease_id == bindparam("b_lease_id")
+# An outcome is written only by the worker still holding the lease: first the delivery's
+# record (while the queue row shows the lease), then its queue row.
+_holds_lease = exists().where(
+    queue.c.delivery_id == bindparam("b_id"), queue.c.lease_id == bindparam("b_lease_id")
 )
 record_delivered = (
     update(deliveries)
-    .where(_leased)
+    .where(deliveries.c.id == bindparam("b_id"), _holds_lease)
     .values(
         status="delivered",
         attempts=bindparam("b_attempts"),
         last_status_code=bindparam("b_status_code"),
         last_error=None,
-        lease_id=None,
         updated_at=bindparam("b_now"),
     )
 )
 # A delivery held or cancelled while its attempt was in flight keeps that status.
 record_not_delivered = (
     update(deliveries)
-    .where(_leased)
+    .where(deliveries.c.id == bindparam("b_id"), _holds_lease)
     .values(
         status=case(
             # Literal values: an expanding IN cannot run in executemany.
@@ -414,22 +428,39 @@ record_not_delivered = (
         next_attempt_at=bindparam("b_next_attempt_at"),
         last_status_code=bindparam("b_status_code"),
         last_error=bindparam("b_error"),
-        lease_id=None,
         updated_at=bindparam("b_now"),
+    )
+)
+_leased_row = and_(
+    queue.c.delivery_id == bindparam("b_id"), queue.c.lease_id == bindparam("b_lease_id")
+)
+# Delivered, or failed for good: the delivery leaves the queue. A held one stays (it is
+# tried again when its connector is switched on, as its record's status says).
+finish_queued = delete(queue).where(_leased_row, queue.c.due_at < _HELD)
+finish_delivered = delete(queue).where(_leased_row)
+# Due again at its next attempt (or still held), the lease given back.
+requeue = (
+    update(queue)
+    .where(_leased_row)
+    .values(
+        due_at=case((queue.c.due_at >= _HELD, queue.c.due_at),
+                    else_=bindparam("b_next_attempt_at", type_=BigInteger)),
+        attempts=bindparam("b_attempts"),
+        lease_id=None,
     )
 )
 insert_attempts = insert(attempts)
 # Give a delivery back without an attempt (its connector was switched off meanwhile).
 release_delivery = (
     update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.lease_id == bindparam("b_lease_id"))
+    .where(deliveries.c.id == bindparam("b_id"), _holds_lease)
     .values(
         status=case((deliveries.c.status == "pending", literal("held")), else_=deliveries.c.status),
         next_attempt_at=bindparam("b_now"),
-        lease_id=None,
         updated_at=bindparam("b_now"),
     )
 )
+release_queued = update(queue).where(_leased_row).values(due_at=_HELD, lease_id=None)
 
 
 # --- replay and cancel ------------------------------------------------------------------
@@ -466,7 +497,8 @@ replayable_batch = (
     .order_by(deliveries.c.id)
     .limit(bindparam("limit"))
 )
-# Cancel one delivery that is still queued (pending or held); its lease, if any, is void.
+# Cancel one delivery that is still queued (pending or held); then its queue row goes (with
+# its lease, if any: an attempt in flight records nothing).
 cancel_delivery = (
     update(deliveries)
     .where(
@@ -474,8 +506,9 @@ cancel_delivery = (
         deliveries.c.id == bindparam("b_id"),
         or_(deliveries.c.status == "pending", deliveries.c.status == "held"),
     )
-    .values(status="cancelled", lease_id=None, updated_at=bindparam("b_now"))
+    .values(status="cancelled", updated_at=bindparam("b_now"))
 )
+cancel_queued_delivery = delete(queue).where(queue.c.delivery_id == bindparam("b_id"))
 
 
 # --- idempotency -------------------------------------------------------------------------

@@ -47,6 +47,15 @@ class PipelineQueries(_Base):
             q.cancel_open_deliveries, {"b_connector_id": connector_id, "b_now": now}
         )
 
+    async def hold_queued(self, connector_id: str) -> None:
+        await self.conn.execute(q.hold_queued, {"b_connector_id": connector_id})
+
+    async def resume_queued(self, connector_id: str, now: int) -> None:
+        await self.conn.execute(q.resume_queued, {"b_connector_id": connector_id, "b_now": now})
+
+    async def cancel_queued(self, connector_id: str) -> None:
+        await self.conn.execute(q.cancel_queued, {"b_connector_id": connector_id})
+
     # --- messages -----------------------------------------------------------------------
     async def insert_messages(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_messages, rows)
@@ -57,6 +66,9 @@ class PipelineQueries(_Base):
 
     async def insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.insert_deliveries, rows)
+
+    async def insert_queued(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.insert_queued, rows)
 
     async def get_message(self, org_id: str, message_id: str) -> Message | None:
         row = await self._one(q.get_message, {"org_id": org_id, "id": message_id})
@@ -137,6 +149,9 @@ class PipelineQueries(_Base):
     async def assign_batch(self, ids: list[str], batch_id: str) -> None:
         await self.conn.execute(q.assign_batch, {"ids": ids, "b_batch_id": batch_id})
 
+    async def assign_batch_deliveries(self, ids: list[str], batch_id: str) -> None:
+        await self.conn.execute(q.assign_batch_deliveries, {"ids": ids, "b_batch_id": batch_id})
+
     async def defer_deliveries(self, ids: list[str], until: int) -> None:
         await self.conn.execute(q.defer_deliveries, {"ids": ids, "b_until": until})
 
@@ -161,6 +176,19 @@ class PipelineQueries(_Base):
 
     async def release_deliveries(self, rows: list[dict[str, Any]]) -> None:
         await self._many(q.release_delivery, rows)
+
+    async def finish_queued(self, rows: list[dict[str, Any]]) -> None:
+        """Failed for good: out of the queue, unless held meanwhile (``b_id``, ``b_lease_id``)."""
+        await self._many(q.finish_queued, rows)
+
+    async def finish_delivered(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.finish_delivered, rows)
+
+    async def requeue(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.requeue, rows)
+
+    async def release_queued(self, rows: list[dict[str, Any]]) -> None:
+        await self._many(q.release_queued, rows)
 
     async def notify_due(self) -> None:
         """Wake listening workers when this transaction commits (PostgreSQL only; a hint)."""
@@ -194,6 +222,9 @@ class PipelineQueries(_Base):
         return await self._count(
             q.cancel_delivery, {"b_org_id": org_id, "b_id": delivery_id, "b_now": now}
         )
+
+    async def cancel_queued_delivery(self, delivery_id: str) -> None:
+        await self.conn.execute(q.cancel_queued_delivery, {"b_id": delivery_id})
 
     # --- idempotency ------------------------------------------------------------------
     async def get_idempotency_key(self, gateway_id: str, key: str) -> Row[Any] | None:

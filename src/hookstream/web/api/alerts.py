@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from hookstream.errors import NotFound
 from hookstream.ids import new_id, now_ms
 from hookstream.pipeline.deliver.signing import new_secret
+from hookstream.pipeline.queue import toggle
 from hookstream.services.audit import audit
 from hookstream.services.connectors import auth_columns
 from hookstream.services.schemas import (
@@ -80,7 +81,7 @@ async def put(body: AlertsEndpoint, org_id: OrgId, rt: RuntimeDep) -> dict[str, 
         else:
             if secret is not None:
                 columns["secret_enc"] = rt.box.encrypt(secret)
-            await repo.resume_deliveries(existing.id, now)  # deliveries first, as workers
+            await toggle.resume(repo, existing.id, now)  # deliveries first, as workers
             await repo.update_alerts_connector(existing.id, **columns)
         row = await repo.get_alerts_connector(org_id)
         assert row is not None  # written just above, in this transaction
@@ -108,7 +109,7 @@ async def delete(org_id: OrgId, rt: RuntimeDep) -> Response:
         row = await repo.get_alerts_connector(org_id)
         if row is None:
             raise NotFound("no alerts URL is set")
-        await repo.cancel_open_deliveries(row.id, now)  # deliveries first, as workers
+        await toggle.cancel_open(repo, row.id, now)  # deliveries first, as workers
         await repo.delete_connector(org_id, row.id, now)
         await audit(repo, org_id, "alerts.deleted", "connector", row.id)
     return Response(status_code=204)
