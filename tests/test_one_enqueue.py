@@ -3,9 +3,10 @@
 Every module under src/hookstream is read with ``ast`` (nothing is imported to look). A module
 creates deliveries when it
 
-- names the repository's ``insert_deliveries`` (a call, a reference, an import),
-- builds an insert on the ``deliveries`` table (``insert(deliveries)``, ``deliveries.insert()``)
-  or holds SQL text ``INSERT INTO deliveries``, or
+- names the repository's ``insert_deliveries`` or ``insert_queued`` (a call, a reference, an
+  import),
+- builds an insert on the ``deliveries`` or ``queue`` table (``insert(deliveries)``,
+  ``deliveries.insert()``) or holds SQL text ``INSERT INTO deliveries`` (or ``queue``), or
 - writes a delivery row: a dict (literal or ``dict(...)``) holding every column an insert of a
   delivery must set that no message row has (read from the table, so the test follows it).
 
@@ -26,10 +27,10 @@ import pytest
 from hookstream.kinds import KINDS
 from hookstream.models import GATEWAY_KINDS, DeliveryStatus, Kind
 from hookstream.pipeline.deliver.retry import Verdict
-from hookstream.pipeline.queue.enqueue import due_count, plan_delivery, wake
+from hookstream.pipeline.queue.enqueue import due_count, plan_delivery, queued, wake
 from hookstream.pipeline.queue.wakeup import Wakeup
 from hookstream.pipeline.record.replay import STATUSES
-from hookstream.storage.tables import deliveries, messages
+from hookstream.storage.tables import QUEUE_HELD, deliveries, messages
 from hookstream.web.api.logs import Status
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "hookstream"
@@ -37,9 +38,11 @@ ENQUEUE = "pipeline/queue/enqueue.py"
 # The statement (``insert_deliveries = insert(deliveries)``) and the repository method
 # (``def insert_deliveries`` running ``q.insert_deliveries``) are defined once, not used.
 STORAGE: dict[str, Counter[str]] = {
-    "storage/queries/pipeline.py": Counter({"insert_deliveries": 1, "insert(deliveries)": 1}),
-    "storage/queries/__init__.py": Counter({"insert_deliveries": 1}),  # the re-export
-    "storage/repository/pipeline.py": Counter({"insert_deliveries": 2}),
+    "storage/queries/pipeline.py": Counter({"insert_deliveries": 1, "insert(deliveries)": 1,
+                                            "insert_queued": 1, "insert(queue)": 1}),
+    # the re-exports
+    "storage/queries/__init__.py": Counter({"insert_deliveries": 1, "insert_queued": 1}),
+    "storage/repository/pipeline.py": Counter({"insert_deliveries": 2, "insert_queued": 2}),
 }
 
 # Columns a delivery insert must set (NOT NULL, no server default) that a message row lacks.
@@ -47,7 +50,8 @@ ROW_KEYS = frozenset(
     c.name for c in deliveries.columns
     if not c.nullable and c.server_default is None and c.name not in messages.columns
 )
-INSERT_SQL = re.compile(r"\binsert\s+into\s+\"?deliveries\b", re.IGNORECASE)
+INSERT_SQL = re.compile(r"\binsert\s+into\s+\"?(deliveries|queue)\b", re.IGNORECASE)
+TABLES = ("deliveries", "queue")
 
 
 def _name(node: ast.AST) -> str | None:
@@ -82,17 +86,17 @@ def creates_deliveries(tree: ast.AST) -> list[tuple[int, str]]:
             names += [a.name.rsplit(".", 1)[-1] for a in node.names]
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             names.append(node.name)
-        found += [(line, n) for n in names if n == "insert_deliveries"]
+        found += [(line, n) for n in names if n in ("insert_deliveries", "insert_queued")]
         if isinstance(node, ast.Call):
             callee = _name(node.func)
-            if callee == "insert" and any(_name(a) == "deliveries" for a in node.args):
-                found.append((line, "insert(deliveries)"))
+            for a in node.args:
+                if callee == "insert" and _name(a) in TABLES:
+                    found.append((line, f"insert({_name(a)})"))
             if (isinstance(node.func, ast.Attribute) and node.func.attr == "insert"
-                    and _name(node.func.value) == "deliveries"):
-                found.append((line, "deliveries.insert()"))
+                    and _name(node.func.value) in TABLES):
+                found.append((line, f"{_name(node.func.value)}.insert()"))
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if INSERT_SQL.search(node.value):
-                found.append((line, "INSERT INTO deliveries"))
+            found += [(line, f"INSERT INTO {m[1]}") for m in INSERT_SQL.finditer(node.value)]
         keys = _dict_keys(node)
         if keys is not None and ROW_KEYS <= keys:
             found.append((line, "a delivery row"))
@@ -130,7 +134,7 @@ def test_only_the_enqueue_module_creates_deliveries() -> None:
 def test_the_detector_sees_the_enqueue_module() -> None:
     """The enqueue module builds the row and calls the insert: both must be seen."""
     hits = {what for _, what in creates_deliveries(_modules()[ENQUEUE])}
-    assert {"insert_deliveries", "a delivery row"} <= hits, hits
+    assert {"insert_deliveries", "insert_queued", "a delivery row"} <= hits, hits
 
 
 @pytest.mark.parametrize("source", [
@@ -140,6 +144,10 @@ def test_the_detector_sees_the_enqueue_module() -> None:
     "stmt = insert(deliveries)\n",
     "from hookstream.storage import tables\nstmt = tables.deliveries.insert()\n",
     "SQL = 'INSERT INTO deliveries (id) VALUES (1)'\n",
+    "async def f(repo):\n    await repo.insert_queued([])\n",
+    "from sqlalchemy import insert\nfrom hookstream.storage.tables import queue\n"
+    "stmt = insert(queue)\n",
+    "SQL = 'insert into queue (delivery_id) values (1)'\n",
     "row = {'id': 'd', 'org_id': 'o', 'message_id': 'm', 'connector_id': 'c', 'kind': 'k',\n"
     "       'device_id': '', 'status': 'pending', 'attempts': 0, 'next_attempt_at': 1,\n"
     "       'created_at': 1, 'updated_at': 1}\n",
@@ -168,6 +176,9 @@ def test_plan_delivery_is_pending_or_held() -> None:
     held = plan_delivery(**common, active=False, replay_of="dlv_x")  # type: ignore[arg-type]
     assert held["status"] == DeliveryStatus.HELD and held["replay_of"] == "dlv_x"
     assert due_count([row, held]) == 1
+    # Its queue row: due at once, or never while held.
+    assert queued(row)["due_at"] == common["now"] and queued(row)["delivery_id"] == row["id"]
+    assert queued(held)["due_at"] == QUEUE_HELD
 
 
 async def test_wake_only_when_something_is_due() -> None:
