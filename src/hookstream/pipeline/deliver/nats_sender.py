@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
+from nats.js.errors import NoStreamResponseError
 
 from hookstream.errors import DeliveryError
 from hookstream.pipeline.deliver.broker_target import BrokerTarget
@@ -64,7 +65,7 @@ class NatsConnection:
             sent["Nats-Msg-Id"] = webhook_id
             try:
                 ack = await self._js.publish(topic, body, timeout=timeout, headers=sent)
-            except NoRespondersError as exc:
+            except (NoRespondersError, NoStreamResponseError) as exc:
                 raise DeliveryError(f"no JetStream stream takes subject '{topic}' (no "
                                     "responders)") from exc
             return (f"PubAck {ack.stream} #{ack.seq}" + (" duplicate" if ack.duplicate else ""))
