@@ -331,3 +331,59 @@ async def test_nats_away_for_10_s_loses_nothing_and_keeps_order(org: Org, tag: s
         await eventually(arrived, timeout=30, what="every message on the subject")
         assert_all_in_order(sub.got)
     await proxy.down()
+
+
+# --- the API: 422s naming the field, secrets never shown, kept by a PATCH ---------------------
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"type": "mqtt", "target": {"url": "tcp://h:1883", "topic": "t"}}, "target.url"),
+    ({"type": "mqtt", "target": {"url": "mqtt://h", "topic": "t/{nope}"}}, "target.topic"),
+    ({"type": "mqtt", "target": {"url": "mqtt://h", "topic": "t", "qos": 3}}, "target.qos"),
+    ({"type": "amqp", "target": {"url": "amqp://h", "routingKey": "{kind}", "exchange": "a b"}},
+     "target.exchange"),
+    ({"type": "nats", "target": {"url": "nats://h", "subject": "a.>"}}, "target.subject"),
+    ({"type": "nats"}, "target"),
+    ({"type": "mqtt", "baseUrl": "https://example.com", "target": {
+        "url": "mqtt://h", "topic": "t"}}, "baseUrl"),
+    ({"type": "http"}, "baseUrl"),
+    ({"type": "kafka", "target": {}}, "type"),
+])
+async def test_bad_broker_connectors_are_422_naming_the_field(
+    org: Org, body: dict[str, Any], field: str
+) -> None:
+    resp = await org.api.post("/api/v1/connectors", json={"name": "x", **body})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"][0]["field"] == field
+
+
+@pytest.mark.parametrize("settings_overrides", [{"allow_private_targets": False}])
+async def test_a_private_broker_address_is_refused_by_the_ssrf_guard(org: Org) -> None:
+    resp = await org.api.post("/api/v1/connectors", json={
+        "name": "x", "type": "mqtt", "target": {"url": "mqtt://10.0.0.1", "topic": "t"}})
+    assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "target.url"
+    # A name that resolves to a private address is refused when delivering.
+    con = await broker_connector(org, "nats", {"url": "nats://localhost:4222", "subject": "a"})
+    answer = (await org.api.post(f"/api/v1/connectors/{con['id']}/test",
+                                 json={"kind": "values"})).json()
+    assert answer["succeeded"] is False and "refused" in answer["error"].lower()
+
+
+async def test_a_patch_changes_the_topic_and_keeps_the_password(
+    org: Org, mosquitto: Mosquitto, mqtt_subscriber: MqttSubscriber,
+) -> None:
+    con = await broker_connector(org, "mqtt", mqtt_target(mosquitto))
+    shown = (await org.api.get(f"/api/v1/connectors/{con['id']}")).json()
+    assert TESTER_PASSWORD not in str(shown) and shown["target"]["credentials"] is True
+    target = {"url": f"mqtt://127.0.0.1:{mosquitto.port}", "topic": "hookstream/patched/{kind}"}
+    resp = await org.api.patch(f"/api/v1/connectors/{con['id']}", json={"target": target})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["target"]["topic"] == "hookstream/patched/{kind}"
+    # The broker requires the password: the test button still getting through shows it kept.
+    answer = (await org.api.post(f"/api/v1/connectors/{con['id']}/test",
+                                 json={"kind": "events"})).json()
+    assert answer["succeeded"], answer
+
+    async def arrived() -> bool:
+        return any(g.topic == "hookstream/patched/events" for g in mqtt_subscriber.messages())
+
+    await eventually(arrived, what="the sample on the new topic")

@@ -125,6 +125,8 @@ class MqttConnection:
         self._alive = False
         if not self._connected.done():
             self._connected.set_exception(ConnectError(why))
+            # Retrieved here: after a failed open nobody awaits it any more.
+            self._connected.exception()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
