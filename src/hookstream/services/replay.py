@@ -13,8 +13,8 @@ from typing import Any
 from hookstream.errors import Conflict, NotFound
 from hookstream.ids import new_id, now_ms
 from hookstream.pipeline.deliver.attempt import attempt
-from hookstream.pipeline.deliver.topics import Source
 from hookstream.pipeline.deliver.client import Sender
+from hookstream.pipeline.deliver.topics import Source
 from hookstream.pipeline.message import DatastreamMessage, to_body
 from hookstream.pipeline.queue.enqueue import enqueue, plan_delivery, wake
 from hookstream.pipeline.record.replay import replay_connector
