@@ -81,6 +81,8 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
                         help="healthy connectors of the fan-out (default 100)")
     parser.add_argument("--backlog", type=int,
                         help="the large backlog (default 200,000; 1,000,000 with --full)")
+    parser.add_argument("--broker-messages", type=int,
+                        help="deliveries drained to each broker type (default 10,000)")
     parser.add_argument("--mqtt-messages", type=int,
                         help="messages published over MQTT (default 20,000)")
     parser.add_argument("--ingest-seconds", type=float, help="measured span per ingest figure")
@@ -120,6 +122,7 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
         "sqlite_synchronous": args.sqlite_synchronous,
         "fanout_messages": args.fanout_messages, "fanout_connectors": args.fanout_connectors,
         "backlog": args.backlog, "mqtt_messages": args.mqtt_messages,
+        "broker_messages": args.broker_messages,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if args.only:
