@@ -419,7 +419,8 @@ count_triggers = select(func.count()).where(triggers.c.org_id == bindparam("org_
 # encrypted column goes here too, or `hookstream secrets rotate-key` would leave it under the
 # old key (tests/test_secrets_at_rest.py fails on an "_enc" column missing from this list).
 ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "connectors": ("secret_enc", "previous_secret_enc", "auth_secret_enc", "headers_enc"),
+    "connectors": ("secret_enc", "previous_secret_enc", "auth_secret_enc", "headers_enc",
+                   "target_secret_enc"),
 }
 
 
