@@ -275,7 +275,7 @@ async def broker_drain(ws: Workspace, dbs: Databases, options: Options, kind: st
         url = await dbs.new()
         details: dict[str, Any] = {"deliveries": n, "workers": 1,
                                    "reference": {"messagesPerSecond": round(ref, 1)}}
-        async with hookstream_api(ws, f"api-{kind}", url) as (_api, base):
+        async with hookstream_api(ws, "api", url) as (_api, base):
             # The tenant's HTTP connector is switched off: only the broker connector drains.
             tenant = await create_tenant(base, ws.admin_key, "http://127.0.0.1:9/",
                                          options.connector_limit(1))

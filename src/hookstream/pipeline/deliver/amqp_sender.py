@@ -81,6 +81,10 @@ class AmqpConnection:
             confirmation = await channel.basic_publish(
                 body, exchange=self._target.exchange, routing_key=topic,
                 properties=properties, mandatory=True, timeout=timeout,
+                # Not waiting for the frames to be written: the channel's lock is held for that
+                # wait, which on a busy loop lets one publish out per loop iteration. The
+                # broker's confirmation is still awaited.
+                wait=False,
             )
         except aiormq.exceptions.PublishError as exc:
             frame = exc.frame if hasattr(exc, "frame") else None
