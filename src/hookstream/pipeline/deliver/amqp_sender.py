@@ -78,7 +78,8 @@ class AmqpConnection:
             delivery_mode=PERSISTENT, message_id=webhook_id, headers=table,
         )
         try:
-            confirmation = await channel.basic_publish(
+            # aiormq's Channel takes ``wait``; its abstract base does not declare it.
+            confirmation = await channel.basic_publish(  # type: ignore[call-arg]
                 body, exchange=self._target.exchange, routing_key=topic,
                 properties=properties, mandatory=True, timeout=timeout,
                 # Not waiting for the frames to be written: the channel's lock is held for that
