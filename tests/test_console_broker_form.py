@@ -45,3 +45,32 @@ async def test_a_bad_topic_is_shown_under_its_field_and_the_password_not_echoed(
     assert "Unknown placeholder" in field_error(page.text, "mqtt.topic")
     assert "s3cret-pass" not in page.text
     assert 'value="mqtt" selected' in page.text
+
+
+async def test_a_broker_connector_page_and_its_edit_keep_the_password(
+    console: Console, org: Org,
+) -> None:
+    resp = await org.api.post("/api/v1/connectors", json={
+        "name": "Broker", "type": "mqtt", "target": {
+            "url": "mqtt://broker.example:1883", "username": "u", "password": "kept-pass",
+            "topic": "a/{kind}"}})
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["id"]
+    page = await console.get(f"/console/connectors/{cid}")
+    assert page.status_code == 200 and "a/{kind}" in page.text and "kept-pass" not in page.text
+    edit = await console.get(f"/console/connectors/{cid}/edit")
+    assert edit.status_code == 200 and 'name="mqtt.topic"' in edit.text
+    assert "kept-pass" not in edit.text
+    saved = await console.post(f"/console/connectors/{cid}/edit", {
+        "name": "Broker", "mqtt.url": "mqtt://broker.example:1883", "mqtt.username": "u",
+        "mqtt.password": "", "mqtt.topic": "b/{kind}/{deviceId}", "mqtt.qos": "0",
+        "ordering": "none"})
+    assert saved.status_code == 303, saved.text
+    con = (await org.api.get(f"/api/v1/connectors/{cid}")).json()
+    assert con["target"]["topic"] == "b/{kind}/{deviceId}" and con["target"]["qos"] == 0
+    assert con["target"]["credentials"] is True  # the password left empty was kept
+    bad = await console.post(f"/console/connectors/{cid}/edit", {
+        "name": "Broker", "mqtt.url": "http://nope", "mqtt.topic": "b", "mqtt.qos": "1",
+        "ordering": "none"})
+    assert bad.status_code == 422
+    assert "mqtt://" in field_error(bad.text, "mqtt.url")
