@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.backlog import backlog
+from bench.brokers import BROKER_BENCHMARKS, broker_drain
 from bench.charts import draw
 from bench.common import (
     RESULTS,
@@ -49,11 +50,13 @@ from bench.profile import py_spy
 from bench.targets import verdict
 
 BENCHMARKS = ("drain", "ingest", "latency", "sustained", "fanout", "isolation", "backlog",
-              "mqtt")
+              "mqtt", *BROKER_BENCHMARKS)
 QUICK = dict(deliveries=5_000, ingest_seconds=3.0, ingest_warmup=0.5, latency_seconds=3.0,
-             sustained_seconds=2.0, fanout_messages=50, backlog=50_000, mqtt_messages=5_000)
+             sustained_seconds=2.0, fanout_messages=50, backlog=50_000, mqtt_messages=5_000,
+             broker_messages=2_000)
 FULL = dict(deliveries=100_000, ingest_seconds=15.0, latency_seconds=30.0,
-            fanout_messages=1000, backlog=1_000_000, mqtt_messages=100_000)
+            fanout_messages=1000, backlog=1_000_000, mqtt_messages=100_000,
+            broker_messages=50_000)
 
 
 def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
@@ -78,6 +81,8 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
                         help="healthy connectors of the fan-out (default 100)")
     parser.add_argument("--backlog", type=int,
                         help="the large backlog (default 200,000; 1,000,000 with --full)")
+    parser.add_argument("--broker-messages", type=int,
+                        help="deliveries drained to each broker type (default 10,000)")
     parser.add_argument("--mqtt-messages", type=int,
                         help="messages published over MQTT (default 20,000)")
     parser.add_argument("--ingest-seconds", type=float, help="measured span per ingest figure")
@@ -117,6 +122,7 @@ def parse_options(argv: list[str]) -> tuple[Options, list[int]]:
         "sqlite_synchronous": args.sqlite_synchronous,
         "fanout_messages": args.fanout_messages, "fanout_connectors": args.fanout_connectors,
         "backlog": args.backlog, "mqtt_messages": args.mqtt_messages,
+        "broker_messages": args.broker_messages,
     }
     options = replace(options, **{k: v for k, v in overrides.items() if v is not None})
     if args.only:
@@ -209,6 +215,15 @@ async def run(options: Options, workers: list[int]) -> dict[str, Any]:
             else:
                 await attempt(f"mqtt {sqlite.label}",
                               partial(mqtt_ingest, ws, sqlite, receiver, options))
+        for name in BROKER_BENCHMARKS:  # to MQTT, AMQP and NATS, on SQLite
+            if name not in options.only:
+                continue
+            if name == "mqtt_drain" and mosquitto_missing():
+                say(f"{name} skipped: {mosquitto_missing()}")
+                doc["skipped"].append({"benchmark": name, "reason": mosquitto_missing()})
+                continue
+            await attempt(f"{name} {sqlite.label}", partial(
+                broker_drain, ws, sqlite, options, name.removesuffix("_drain")))
         await receiver.close()
     finally:
         ws.close()

@@ -61,13 +61,16 @@ class Options:
     # Messages published over MQTT (QoS 1), and the publisher's messages in flight.
     mqtt_messages: int = 20_000
     mqtt_inflight: int = 1000
+    # Deliveries drained to each broker type (mqtt_drain, amqp_drain, nats_drain).
+    broker_messages: int = 10_000
     sqlite_synchronous: str = "full"
     postgresql_url: str | None = None
     # The sustained rate of serve: offered rates tried in turn, each this long.
     sustained_rates: tuple[float, ...] = (250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0)
     sustained_seconds: float = 5.0
     only: frozenset[str] = frozenset({"drain", "ingest", "latency", "sustained", "fanout",
-                                      "isolation", "backlog", "mqtt"})
+                                      "isolation", "backlog", "mqtt", "mqtt_drain",
+                                      "amqp_drain", "nats_drain"})
     profile: bool = False
     keep: bool = False
 

@@ -596,6 +596,7 @@ async def test_rotate_key_keeps_every_secret_under_the_new_key(
             assert counts(out) == {
                 "connectors.secret_enc": (3, 0), "connectors.previous_secret_enc": (1, 0),
                 "connectors.auth_secret_enc": (1, 0), "connectors.headers_enc": (1, 0),
+                "connectors.target_secret_enc": (0, 0),
             }, out
             assert "re-encrypted 6 values under the first of 2 keys" in out
             assert "Traceback" not in err and not err.strip()

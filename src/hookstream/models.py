@@ -91,6 +91,8 @@ class Connector(_Record):
     batch_max_wait_ms: int | None
     created_at: int
     updated_at: int
+    type: str | None = None  # None or "http": base_url and routes; "mqtt", "amqp", "nats"
+    target_public: str | None = None  # JSON: a broker target's parts that may be shown
 
     def __post_init__(self) -> None:
         # SQLite hands booleans back as 0/1.

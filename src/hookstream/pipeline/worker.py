@@ -19,11 +19,13 @@ from hookstream.metrics import (
     status_class,
 )
 from hookstream.models import DeliveryStatus, Kind
+from hookstream.pipeline.deliver import broker_target
 from hookstream.pipeline.deliver.attempt import attempt
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
 from hookstream.pipeline.deliver.retry import Answer, Decision, RetryPolicy, Verdict
 from hookstream.pipeline.deliver.signing import secret_key
+from hookstream.pipeline.deliver.topics import Source, merge
 from hookstream.pipeline.deliver.webhook import Endpoint
 from hookstream.pipeline.queue.claimer import Claimed, Claimer
 from hookstream.pipeline.queue.wakeup import PostgresListener, Wakeup
@@ -97,7 +99,36 @@ class EndpointCache:
             active=bool(row.active),
             connect_timeout=row.connect_timeout,
             request_timeout=row.request_timeout,
+            target=_broker_target(box, row),
         )
+
+
+def _broker_target(box: SecretBox, row: Any) -> broker_target.BrokerTarget | None:
+    """A broker connector's target, credentials decrypted; None for an HTTP connector."""
+    if row.type not in broker_target.BROKER_TYPES or not row.target_public:
+        return None
+    secret = orjson.loads(box.decrypt(row.target_secret_enc)) if row.target_secret_enc else {}
+    return broker_target.build(row.type, orjson.loads(row.target_public), secret)
+
+
+def message_source(claimed: Claimed, body: bytes | None) -> Source:
+    """What a delivery's placeholders stand for: its gateway, and the device and property
+    its message names."""
+    device_id = prop = None
+    if body is not None:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            message = None
+        if isinstance(message, dict):
+            device_id = message.get("deviceId")
+            prop = message.get("property")
+    return Source(
+        kind=claimed.kind, gateway_id=claimed.gateway_id,
+        gateway_external_id=claimed.gateway_external_id,
+        device_id=device_id if isinstance(device_id, str) else None,
+        property=prop if isinstance(prop, str) else None,
+    )
 
 
 class Worker:
@@ -217,16 +248,21 @@ class Worker:
             if c.batch_id is not None:
                 batches.setdefault(c.batch_id, []).append(c)
             else:
-                self._spawn(self._deliver([c], c.message_id, bodies.get(c.message_id),
-                                          endpoints.get(c.connector_id)))
+                endpoint = endpoints.get(c.connector_id)
+                body = bodies.get(c.message_id)
+                source = (message_source(c, body)
+                          if endpoint is not None and endpoint.target is not None else None)
+                self._spawn(self._deliver([c], c.message_id, body, endpoint, source))
         for batch_id, members in batches.items():
             members.sort(key=lambda m: m.message_id)  # ingest order
             parts = [bodies.get(m.message_id) for m in members]
             body = None if any(p is None for p in parts) else (
                 b"[" + b",".join(p for p in parts if p is not None) + b"]"
             )
-            self._spawn(self._deliver(members, batch_id, body,
-                                      endpoints.get(members[0].connector_id)))
+            endpoint = endpoints.get(members[0].connector_id)
+            source = (merge(message_source(m, p) for m, p in zip(members, parts, strict=True))
+                      if endpoint is not None and endpoint.target is not None else None)
+            self._spawn(self._deliver(members, batch_id, body, endpoint, source))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -244,7 +280,7 @@ class Worker:
 
     async def _deliver(
         self, members: list[Claimed], webhook_id: str, body: bytes | None,
-        endpoint: Endpoint | None,
+        endpoint: Endpoint | None, source: Source | None = None,
     ) -> None:
         """One POST: a single message, or a batch (a JSON array) whose members share it."""
         assert self.sender is not None
@@ -256,11 +292,11 @@ class Worker:
         number = max(c.attempts for c in members) + 1
         if self.tracing is None:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
-                                   self.tokens, traceparent=head.traceparent)
+                                   self.tokens, traceparent=head.traceparent, source=source)
             decision, now = _decide(endpoint, number, result)
         else:
             result, decision, now = await self._traced_attempt(
-                members, webhook_id, body, endpoint, number)
+                members, webhook_id, body, endpoint, number, source)
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
         next_at = int((decision.retry_at or now) * 1000)
         status = (
@@ -297,7 +333,7 @@ class Worker:
 
     async def _traced_attempt(
         self, members: list[Claimed], webhook_id: str, body: bytes, endpoint: Endpoint,
-        number: int,
+        number: int, source: Source | None = None,
     ) -> tuple[AttemptResult, Decision, float]:
         """The attempt as a span, a child of its message's ingest span; the webhook's
         ``traceparent`` names this span."""
@@ -306,7 +342,8 @@ class Worker:
         with self.tracing.span(f"POST {head.kind} webhook", parent=head.traceparent,
                                kind="client") as span:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
-                                   self.tokens, traceparent=self.tracing.traceparent(span))
+                                   self.tokens, traceparent=self.tracing.traceparent(span),
+                                   source=source)
             decision, now = _decide(endpoint, number, result)
             span.set_attributes({
                 "http.request.method": "POST", "url.full": endpoint.url_for(head.kind),

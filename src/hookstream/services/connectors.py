@@ -18,6 +18,7 @@ from hookstream.ids import first_id_at, new_id, now_ms
 from hookstream.models import Connector
 from hookstream.pipeline.deliver.signing import new_secret
 from hookstream.pipeline.queue import toggle
+from hookstream.services import connector_types
 from hookstream.services.audit import audit
 from hookstream.services.paging import decode_cursor, page
 from hookstream.services.quotas import check_quota
@@ -120,6 +121,7 @@ def representation(row: Connector, settings: Settings) -> dict[str, Any]:
         "deactivatedReason": row.deactivated_reason,
         "createdAt": rfc3339(row.created_at),
         "updatedAt": rfc3339(row.updated_at),
+        **connector_types.shown(row),
     }
 
 
@@ -129,6 +131,11 @@ def not_found(connector_id: str) -> NotFound:
 
 async def create(rt: Runtime, org_id: str, body: ConnectorCreate) -> dict[str, Any]:
     """Create a connector; the answer holds its signing secret, shown this once."""
+    type_columns = connector_types.create_columns(rt, body)
+    if not type_columns:  # an http connector: create_columns checked it has both
+        assert body.baseUrl is not None and body.routes is not None
+        type_columns = {"base_url": body.baseUrl, "route_values": body.routes.values,
+                        "route_events": body.routes.events, "route_alarms": body.routes.alarms}
     check_target(rt.settings, body.baseUrl, "baseUrl")
     check_auth_target(rt.settings, body.authentication)
     connector_id, now = new_id("con"), now_ms()
@@ -138,14 +145,14 @@ async def create(rt: Runtime, org_id: str, body: ConnectorCreate) -> dict[str, A
         check_quota(await repo.count_connectors(org_id), rt.settings.max_connectors_per_org,
                     "connectors", "HOOKSTREAM_MAX_CONNECTORS_PER_ORG")
         await repo.insert_connector(
-            id=connector_id, org_id=org_id, name=body.name, base_url=body.baseUrl,
-            route_values=body.routes.values, route_events=body.routes.events,
-            route_alarms=body.routes.alarms, secret_enc=rt.box.encrypt(secret),
+            id=connector_id, org_id=org_id, name=body.name, **type_columns,
+            secret_enc=rt.box.encrypt(secret),
             active=body.active, created_at=now, updated_at=now,
             **auth_columns(rt, body.authentication), **_policy_columns(rt, body),
         )
         await audit(repo, org_id, "connector.created", "connector", connector_id, {
-            "name": body.name, "baseUrl": body.baseUrl, "active": body.active,
+            "name": body.name, "type": body.type, "baseUrl": type_columns["base_url"],
+            "active": body.active,
             "authentication": body.authentication.type,
         })
         row = await repo.get_connector(org_id, connector_id)
@@ -188,6 +195,8 @@ async def update(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpd
         check_auth_target(rt.settings, body.authentication)
         changes.update(auth_columns(rt, body.authentication))
     changes.update(_policy_columns(rt, body))
+    if given & {"type", "target", "baseUrl", "routes", "authentication"}:
+        changes.update(await _type_changes(rt, org_id, connector_id, body))
     if "active" in given and body.active is not None:
         changes["active"] = body.active
         if body.active:
@@ -220,6 +229,19 @@ async def update(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpd
     if "active" in changes and changes["active"]:
         rt.wakeup.set()
     return representation(row, rt.settings)
+
+
+async def _type_changes(rt: Runtime, org_id: str, connector_id: str, body: ConnectorUpdate
+                        ) -> dict[str, Any]:
+    """The type and target columns a PATCH changes (a broker's credentials not resent are
+    kept)."""
+    async with rt.db.read() as conn:
+        row = await Repository(conn).connector_credentials(org_id, connector_id)
+    if row is None:
+        raise not_found(connector_id)
+    secret = (orjson.loads(rt.box.decrypt(row.target_secret_enc)) if row.target_secret_enc
+              else None)
+    return connector_types.update_columns(rt, body, row.type, secret)
 
 
 async def stored(rt: Runtime, org_id: str, connector_id: str) -> Connector:

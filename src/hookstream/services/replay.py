@@ -14,6 +14,7 @@ from hookstream.errors import Conflict, NotFound
 from hookstream.ids import new_id, now_ms
 from hookstream.pipeline.deliver.attempt import attempt
 from hookstream.pipeline.deliver.client import Sender
+from hookstream.pipeline.deliver.topics import Source
 from hookstream.pipeline.message import DatastreamMessage, to_body
 from hookstream.pipeline.queue.enqueue import enqueue, plan_delivery, wake
 from hookstream.pipeline.record.replay import replay_connector
@@ -130,7 +131,9 @@ async def test_connector(rt: Runtime, org_id: str, connector_id: str, kind: str
     payload = sample_message(kind, int(time.time() * 1000))
     sender = Sender.from_settings(rt.settings, max_connections=4)
     try:
-        result = await attempt(sender, endpoint, kind, webhook_id, payload)
+        # A broker connector's topic names the sample's device and property.
+        source = Source(kind, device_id="hookstream-test", property=_SAMPLES[kind]["property"])
+        result = await attempt(sender, endpoint, kind, webhook_id, payload, source=source)
     finally:
         await sender.close()
     return {

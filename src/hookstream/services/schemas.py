@@ -234,18 +234,25 @@ class ConnectorOptions(Strict):
         return self
 
 
+ConnectorType = Literal["http", "mqtt", "amqp", "nats"]
+
+
 class ConnectorCreate(ConnectorOptions):
     name: Name
-    baseUrl: str
-    routes: Routes
+    # "http" (the default): baseUrl and routes; a broker type: target (its fields are checked
+    # by services.connector_types, which names them: target.url, target.topic...).
+    type: ConnectorType = "http"
+    baseUrl: str | None = None
+    routes: Routes | None = None
+    target: dict[str, Any] | None = None
     secret: str | None = None
     authentication: Authentication = Field(default_factory=lambda: AuthNone(type="none"))
     active: bool = False
 
     @field_validator("baseUrl")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value, "baseUrl")
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value, "baseUrl")
 
     @field_validator("secret")
     @classmethod
@@ -255,8 +262,10 @@ class ConnectorCreate(ConnectorOptions):
 
 class ConnectorUpdate(ConnectorOptions):
     name: Name | None = None
+    type: ConnectorType | None = None
     baseUrl: str | None = None
     routes: Routes | None = None
+    target: dict[str, Any] | None = None
     active: bool | None = None
 
     @model_validator(mode="before")

@@ -10,6 +10,7 @@ import time
 from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
+from hookstream.pipeline.deliver.topics import Source
 from hookstream.pipeline.deliver.webhook import Endpoint, webhook_headers
 
 OAUTH2 = "oauth2_client_credentials"
@@ -23,12 +24,24 @@ async def attempt(
     body: bytes,
     tokens: TokenCache | None = None,
     traceparent: str | None = None,
+    source: Source | None = None,
 ) -> AttemptResult:
     """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication.
 
     With OAuth2, a 401 makes one more try with a freshly fetched token; a token endpoint
     failure is this attempt's error. ``traceparent`` is sent as the W3C header.
+
+    A broker connector publishes instead, to its topic for ``source`` (the values of its
+    placeholders; the kind alone when not given).
     """
+    if endpoint.target is not None:
+        timeouts = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
+        headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
+                                  traceparent=traceparent)
+        headers.pop("user-agent", None)
+        return await sender.brokers.publish(endpoint.id, endpoint.target,
+                                            source or Source(kind), webhook_id, headers, body,
+                                            timeouts)
     timeout = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
     token: str | None = None
     if endpoint.auth.get("type") == OAUTH2:

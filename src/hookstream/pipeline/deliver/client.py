@@ -21,6 +21,7 @@ from hookstream.pipeline.deliver.http11 import HttpError, Pool, Resolver, Target
 from hookstream.pipeline.deliver.retry import ABORT_HEADER_VALUE
 
 if TYPE_CHECKING:
+    from hookstream.pipeline.deliver.brokers import Brokers
     from hookstream.settings import Settings
 
 RESPONSE_EXCERPT = 1024
@@ -128,6 +129,9 @@ class Sender:
         self._targets: dict[str, Target | TargetRefused] = {}
         self._pool = Pool(limit=max_connections, resolver=GuardedResolver(self.policy, resolver),
                           ssl_context=ssl_context)
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+        self._brokers: Brokers | None = None
 
     @classmethod
     def from_settings(
@@ -230,7 +234,20 @@ class Sender:
         except Exception as exc:  # noqa: BLE001 - mapped to the most specific DeliveryError
             raise map_error(exc) from exc
 
+    @property
+    def brokers(self) -> Brokers:
+        """Broker connectors' connections (opened on first use), under the same guard."""
+        if self._brokers is None:
+            from hookstream.pipeline.deliver.brokers import Brokers  # imports this module
+
+            self._brokers = Brokers(GuardedResolver(self.policy, self._resolver),
+                                    tls_only=self.policy.https_only,
+                                    ssl_context=self._ssl_context)
+        return self._brokers
+
     async def close(self) -> None:
+        if self._brokers is not None:
+            await self._brokers.close()
         await self._pool.close()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hookstream.pipeline.deliver.broker_target import BrokerTarget
 from hookstream.pipeline.deliver.retry import RetryPolicy
 from hookstream.pipeline.deliver.signing import sign
 
@@ -29,6 +30,8 @@ class Endpoint:
     previous_key_until: float = 0.0
     connect_timeout: float | None = None
     request_timeout: float | None = None
+    # A broker connector's target (MQTT, AMQP, NATS); None: an HTTP connector.
+    target: BrokerTarget | None = None
 
     def url_for(self, kind: str) -> str:
         return join_url(self.base_url, self.routes[kind])

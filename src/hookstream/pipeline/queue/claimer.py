@@ -28,6 +28,9 @@ class Claimed:
     batch_id: str | None = None
     # The W3C traceparent of its message (tracing.py), when it has one.
     traceparent: str | None = None
+    # Its message's gateway (a broker connector's topic may name them).
+    gateway_id: str | None = None
+    gateway_external_id: str | None = None
 
 
 class Claimer:
@@ -84,13 +87,14 @@ class Claimer:
                 for s in shares if s.bucket is not None
             ])
             found = await repo.message_bodies(list({r.message_id for r in rows}))
-        no_message = (None, None)
-        claimed = [
-            Claimed(r.id, r.message_id, r.connector_id, r.kind, r.attempts, lease_id,
-                    now + self._lease_ms, r.batch_id, found.get(r.message_id, no_message)[1])
-            for r in rows
-        ]
-        return claimed, {message_id: body for message_id, (body, _) in found.items()}
+        no_message = (None, None, None, None)
+        claimed = []
+        for r in rows:
+            _, traceparent, gateway_id, external_id = found.get(r.message_id, no_message)
+            claimed.append(Claimed(r.id, r.message_id, r.connector_id, r.kind, r.attempts,
+                                   lease_id, now + self._lease_ms, r.batch_id, traceparent,
+                                   gateway_id, external_id))
+        return claimed, {message_id: found_[0] for message_id, found_ in found.items()}
 
     async def _batches(
         self, repo: Repository, connector_id: str, count: int, max_messages: int,

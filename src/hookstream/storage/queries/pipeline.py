@@ -34,6 +34,7 @@ from hookstream.storage.tables import (
     attempts,
     connectors,
     deliveries,
+    gateways,
     idempotency_keys,
     messages,
     organizations,
@@ -168,8 +169,12 @@ def list_messages(
     return q.order_by(messages.c.id.desc()).limit(limit)
 
 
-message_bodies = select(messages.c.id, messages.c.body, messages.c.traceparent).where(
-    messages.c.id.in_(bindparam("ids", expanding=True))
+# With the gateway's ids: a broker connector's topic may name them.
+message_bodies = (
+    select(messages.c.id, messages.c.body, messages.c.traceparent, messages.c.gateway_id,
+           gateways.c.external_id)
+    .select_from(messages.outerjoin(gateways, gateways.c.id == messages.c.gateway_id))
+    .where(messages.c.id.in_(bindparam("ids", expanding=True)))
 )
 
 

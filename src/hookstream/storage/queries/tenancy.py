@@ -175,6 +175,8 @@ _connector_cols = (
     connectors.c.batch_max_wait_ms,
     connectors.c.created_at,
     connectors.c.updated_at,
+    connectors.c.type,
+    connectors.c.target_public,
 )
 get_connector = select(*_connector_cols).where(
     connectors.c.org_id == bindparam("org_id"),
@@ -257,7 +259,8 @@ connector_secret = select(connectors.c.secret_enc).where(
 # A connector's stored credentials and static headers (encrypted), for an edit that keeps
 # the ones it was not given.
 connector_credentials = select(
-    connectors.c.auth_type, connectors.c.auth_secret_enc, connectors.c.headers_enc
+    connectors.c.auth_type, connectors.c.auth_secret_enc, connectors.c.headers_enc,
+    connectors.c.type, connectors.c.target_secret_enc,
 ).where(
     connectors.c.org_id == bindparam("org_id"),
     connectors.c.id == bindparam("id"),
@@ -283,6 +286,9 @@ connector_for_sending = select(
     connectors.c.request_timeout,
     connectors.c.active,
     connectors.c.deleted_at,
+    connectors.c.type,
+    connectors.c.target_public,
+    connectors.c.target_secret_enc,
 ).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -413,7 +419,8 @@ count_triggers = select(func.count()).where(triggers.c.org_id == bindparam("org_
 # encrypted column goes here too, or `hookstream secrets rotate-key` would leave it under the
 # old key (tests/test_secrets_at_rest.py fails on an "_enc" column missing from this list).
 ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "connectors": ("secret_enc", "previous_secret_enc", "auth_secret_enc", "headers_enc"),
+    "connectors": ("secret_enc", "previous_secret_enc", "auth_secret_enc", "headers_enc",
+                   "target_secret_enc"),
 }
 
 

@@ -77,10 +77,13 @@ class PipelineQueries(_Base):
     async def list_messages(self, org_id: str, **filters: Any) -> list[Message]:
         return [Message.from_row(r) for r in await self._all(q.list_messages(org_id, **filters))]
 
-    async def message_bodies(self, ids: list[str]) -> dict[str, tuple[bytes, str | None]]:
-        """Each message's delivered body and the traceparent its deliveries continue."""
+    async def message_bodies(
+        self, ids: list[str]
+    ) -> dict[str, tuple[bytes, str | None, str | None, str | None]]:
+        """Each message's delivered body, the traceparent its deliveries continue, and its
+        gateway's id and external id."""
         rows = await self._all(q.message_bodies, {"ids": ids})
-        return {r.id: (bytes(r.body), r.traceparent) for r in rows}
+        return {r.id: (bytes(r.body), r.traceparent, r.gateway_id, r.external_id) for r in rows}
 
     # --- deliveries ---------------------------------------------------------------------
     async def deliveries_of_messages(self, message_ids: list[str]) -> list[Delivery]:

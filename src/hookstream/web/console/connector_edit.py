@@ -22,6 +22,14 @@ from starlette.responses import Response
 from hookstream.errors import ValidationFailed
 from hookstream.models import Connector
 from hookstream.services import connectors
+from hookstream.web.console.connector_types import (
+    SECRET_TYPE_FIELDS,
+    TYPE_FIELDS,
+    move_target_errors,
+    target_from_form,
+    type_values_from_form,
+    type_values_of,
+)
 from hookstream.web.console.connectors import (
     AUTH_FIELDS,
     AUTH_TYPES,
@@ -86,7 +94,24 @@ def _values(con: Connector) -> dict[str, str]:
     for name in AUTH_FIELDS.get(con.auth_type, ()):
         if name not in SECRET_FIELDS:
             values[f"authentication.{name}"] = str(public.get(name) or "")
+    if con.type in TYPE_FIELDS and con.target_public:
+        values.update(type_values_of({"type": con.type,
+                                      "target": orjson.loads(con.target_public)}))
     return values
+
+
+def _broker_changes(form: Form, con: Connector, initial: dict[str, str],
+                    values: dict[str, str]) -> dict[str, Any] | None:
+    """A broker connector's target when one of its fields changed or a password was typed
+    (a password left empty keeps the stored one)."""
+    kind = con.type or ""
+    fields = TYPE_FIELDS.get(kind, ())
+    shown = [f"{kind}.{name}" for name, _, _, _ in fields if name not in SECRET_TYPE_FIELDS]
+    typed = any(form.raw(f"{kind}.{name}") for name in SECRET_TYPE_FIELDS
+                if any(f[0] == name for f in fields))
+    if typed or any(values.get(n, "") != initial.get(n, "") for n in shown):
+        return target_from_form(form, kind)
+    return None
 
 
 def _header_names(con: Connector) -> list[str]:
@@ -96,6 +121,7 @@ def _header_names(con: Connector) -> list[str]:
 def _form_values(form: Form, auth_type: str, header_rows: int) -> dict[str, str]:
     """What was posted, as the form shows it again (never a secret)."""
     values = {name: form.text(name) for fields in SECTIONS.values() for name in fields}
+    values.update(type_values_from_form(form))
     values["authentication.type"] = auth_type
     for name in AUTH_FIELDS.get(auth_type, ()):
         if name not in SECRET_FIELDS:
@@ -138,6 +164,11 @@ def _parse(form: Form, con: Connector, initial: dict[str, str], values: dict[str
     body = parsed.body
     changed = {part for part, names in SECTIONS.items()
                if any(values[n] != initial[n] for n in names)}
+    if con.type in TYPE_FIELDS:  # a broker: no base URL, routes nor authentication here
+        changed -= {"baseUrl", "routes"}
+        target = _broker_changes(form, con, initial, values)
+        if target is not None:
+            body["target"] = target
     if "name" in changed:
         body["name"] = values["name"]
     if "baseUrl" in changed:
@@ -195,7 +226,8 @@ def _parse(form: Form, con: Connector, initial: dict[str, str], values: dict[str
     typed_secret = any(auth.get(n) for n in AUTH_FIELDS.get(auth_type, ()) if n in SECRET_FIELDS)
     shown = [f"authentication.{n}" for n in AUTH_FIELDS.get(auth_type, ())
              if n not in SECRET_FIELDS]
-    if (auth_type != con.auth_type or typed_secret
+    if con.type not in TYPE_FIELDS and (
+            auth_type != con.auth_type or typed_secret
             or any(values[n] != initial.get(n, "") for n in shown)):
         body["authentication"] = auth
 
@@ -246,6 +278,8 @@ def _edit_form(page: Page, con: Connector, *, values: dict[str, str], header_row
         auth_types=AUTH_TYPES, auth_fields=AUTH_FIELDS, secret_fields=SECRET_FIELDS,
         stored_auth_type=con.auth_type, stored_headers=_header_names(con),
         header_rows=header_rows, kinds=KINDS,
+        broker_type=con.type if con.type in TYPE_FIELDS else None, type_fields=TYPE_FIELDS,
+        secret_type_fields=SECRET_TYPE_FIELDS,
     )
 
 
@@ -291,11 +325,12 @@ async def save_connector(page: Page, connector_id: str) -> Response:
             await connectors.update_keeping_secrets(page.rt, page.org_id, connector_id,
                                                     parsed.body)
         except (ValidationError, ValidationFailed) as exc:
-            errors = _where(field_errors(exc), SECTIONS)
+            errors = move_target_errors(_where(field_errors(exc), SECTIONS), con.type or "")
     if errors:
         names = {n for fields in SECTIONS.values() for n in fields} | set(values) | {
             f"authentication.{n}" for n in AUTH_FIELDS.get(auth_type, ())} | {
-            f"headers.{i}.value" for i in range(rows)}
+            f"headers.{i}.value" for i in range(rows)} | {
+            f"{con.type}.{n}" for n, _, _, _ in TYPE_FIELDS.get(con.type or "", ())}
         return _edit_form(page, con, values=values, header_rows=rows,
                           errors=errors.only(*names, "headers"), status=422)
     return redirect(f"{CONNECTORS}/{connector_id}?done=connector-saved")

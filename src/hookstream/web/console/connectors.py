@@ -22,6 +22,16 @@ from hookstream.services.schemas import (
 )
 from hookstream.services.times import parse_time
 from hookstream.web.console.charts import LABELS, attempts_chart, latency_chart, ms_text, span
+from hookstream.web.console.connector_types import (
+    SECRET_TYPE_FIELDS,
+    TYPE_FIELDS,
+    TYPES,
+    blank_type_values,
+    move_target_errors,
+    target_from_form,
+    type_field_names,
+    type_values_from_form,
+)
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
 from hookstream.web.console.web import (
@@ -92,8 +102,10 @@ def _blank_connector() -> dict[str, str]:
 def _connector_form(page: Page, *, values: dict[str, str], errors: FieldErrors | None = None,
                     status: int = 200) -> Response:
     return render_page(page, "connector_form.html", nav="connectors", status=status,
-                       values=values, errors=errors, auth_types=AUTH_TYPES,
-                       auth_fields=AUTH_FIELDS, secret_fields=SECRET_FIELDS)
+                       values={**blank_type_values(), **values}, errors=errors,
+                       auth_types=AUTH_TYPES, auth_fields=AUTH_FIELDS,
+                       secret_fields=SECRET_FIELDS, types=TYPES, type_fields=TYPE_FIELDS,
+                       secret_type_fields=SECRET_TYPE_FIELDS)
 
 
 @router.get(NEW)
@@ -124,20 +136,27 @@ async def create_connector(page: Page) -> Response:
     for name in AUTH_FIELDS.get(auth_type, ()):
         if name not in SECRET_FIELDS:
             values[f"authentication.{name}"] = form.text(f"authentication.{name}")
-    try:
-        body = ConnectorCreate.model_validate({
-            "name": values["name"],
+    values.update(type_values_from_form(form))
+    connector_type = values["type"]
+    target = target_from_form(form, connector_type)
+    fields: dict[str, Any] = {"name": values["name"], "secret": form.text("secret") or None}
+    if target is None:
+        fields.update({
+            "type": connector_type,
             "baseUrl": values["baseUrl"],
             "routes": {kind: values[f"routes.{kind}"] for kind in KINDS},
-            "secret": form.text("secret") or None,
             "authentication": authentication_from_form(form, auth_type),
         })
+    else:  # a broker: the HTTP fields on the page are not its own
+        fields.update({"type": connector_type, "target": target})
+    try:
+        body = ConnectorCreate.model_validate(fields)
         created = await connectors.create(page.rt, page.org_id, body)
     except (ValidationError, ValidationFailed, Conflict) as exc:
-        errors = field_errors(exc)
+        errors = move_target_errors(field_errors(exc), connector_type)
         if "authentication" in errors.fields:  # an unknown type
             errors.fields["authentication.type"] = errors.fields.pop("authentication")
-        errors.only(*values, "secret",
+        errors.only(*values, "secret", *type_field_names(),
                     *(f"authentication.{name}" for name in AUTH_FIELDS.get(auth_type, ())))
         return _connector_form(page, values=values, errors=errors, status=422)
     detail = f"{CONNECTORS}/{created['id']}"
@@ -147,7 +166,8 @@ async def create_connector(page: Page) -> Response:
              "webhook-signature header with it (Standard Webhooks); hookstream keeps it "
              "encrypted and never shows it again.",
         label="Signing secret", secret=created["secret"],
-        extra=[("Connector id", created["id"]), ("Base URL", created["baseUrl"])],
+        extra=[("Connector id", created["id"]),
+               ("Broker URL" if created.get("target") else "Base URL", created["baseUrl"])],
         next_url=detail + "#triggers", next_text="Next: create a trigger",
         other_url=CONNECTORS, other_text="All connectors",
     )

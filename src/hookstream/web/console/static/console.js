@@ -11,6 +11,17 @@ function showAuthFields(select) {
   }
 }
 
+// The connector's type: show its own fields only (HTTP: base URL, routes, authentication).
+function showTypeFields(select) {
+  for (const section of document.querySelectorAll("[data-type-section]")) {
+    const chosen = section.dataset.typeSection === select.value;
+    section.hidden = !chosen;
+    for (const input of section.querySelectorAll("input, select")) input.disabled = !chosen;
+  }
+  const auth = document.querySelector("[data-auth-select]");
+  if (auth && select.value === "http") showAuthFields(auth);
+}
+
 // "All gateways" makes the list of gateways moot.
 function syncAllGateways(box) {
   const picker = document.getElementById(box.dataset.controls);
@@ -44,6 +55,11 @@ document.addEventListener("DOMContentLoaded", () => {
   if (auth) {
     showAuthFields(auth);
     auth.addEventListener("change", () => showAuthFields(auth));
+  }
+  const connectorType = document.querySelector("[data-type-select]");
+  if (connectorType) {
+    showTypeFields(connectorType);
+    connectorType.addEventListener("change", () => showTypeFields(connectorType));
   }
   for (const box of document.querySelectorAll("[data-all-gateways]")) {
     syncAllGateways(box);
