@@ -52,6 +52,20 @@ async def broker_connector(org: Org, connector_type: str, target: dict[str, Any]
     return dict(resp.json())
 
 
+async def all_delivered(org: Org) -> list[dict[str, Any]]:
+    """The organization's deliveries once each is recorded delivered (the broker's
+    acknowledgement reaches the worker, then its outcome is written: after the subscriber
+    has the message)."""
+    found: list[dict[str, Any]] = []
+
+    async def recorded() -> bool:
+        found[:] = await org.deliveries()
+        return bool(found) and all(d["status"] == "delivered" for d in found)
+
+    await eventually(recorded, what="every delivery recorded delivered")
+    return found
+
+
 def check_signed(got: Got, secret: str) -> str:
     """The message's signature verifies with the connector's secret; its webhook-id."""
     for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
@@ -125,9 +139,8 @@ async def test_mqtt_values_reach_a_subscriber_with_signed_user_properties(
     assert got["a/b+c#"].topic == f"hookstream/{gw['id']}/values/a%2Fb%2Bc%23"
     assert got["d"].topic == f"hookstream/{gw['id']}/values/d"
     ids = {check_signed(g, con["secret"]) for g in got.values()}
-    deliveries = await org.deliveries()
+    deliveries = await all_delivered(org)
     assert {d["messageId"] for d in deliveries} == ids
-    assert all(d["status"] == "delivered" for d in deliveries)
     detail = (await org.api.get(f"/api/v1/deliveries/{deliveries[0]['id']}")).json()
     assert "PUBACK" in detail["attempts"][0]["responseBody"]
 
@@ -153,7 +166,7 @@ async def test_amqp_values_reach_a_queue_persistent_with_message_id_and_signed_h
         for g in got.values():
             assert g.message_id == check_signed(g, con["secret"])
             assert g.persistent
-        assert all(d["status"] == "delivered" for d in await org.deliveries())
+        assert len(await all_delivered(org)) == 2
 
 
 async def test_nats_jetstream_values_reach_a_subscriber_with_msg_id_and_signed_headers(
@@ -174,8 +187,7 @@ async def test_nats_jetstream_values_reach_a_subscriber_with_msg_id_and_signed_h
         assert got["d 1.>*"].topic == f"{tag}.values.d%201%2E%3E%2A"
         for g in got.values():
             assert g.headers["Nats-Msg-Id"] == check_signed(g, con["secret"])
-        deliveries = await org.deliveries()
-        assert all(d["status"] == "delivered" for d in deliveries)
+        deliveries = await all_delivered(org)
         detail = (await org.api.get(f"/api/v1/deliveries/{deliveries[0]['id']}")).json()
         assert "PubAck " + sub.stream in detail["attempts"][0]["responseBody"]
 
