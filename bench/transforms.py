@@ -23,9 +23,8 @@ In the project's venv it measures the one hookstream ships.
 from __future__ import annotations
 
 import argparse
-import importlib
-import statistics
 import multiprocessing
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass

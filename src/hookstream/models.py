@@ -91,6 +91,8 @@ class Connector(_Record):
     batch_max_wait_ms: int | None
     created_at: int
     updated_at: int
+    transform_language: str | None  # "jsonata", or None: the message is sent as it is
+    transform_expression: str | None
 
     def __post_init__(self) -> None:
         # SQLite hands booleans back as 0/1.

@@ -23,6 +23,7 @@ from hookstream.pipeline.deliver.attempt import attempt
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
 from hookstream.pipeline.deliver.retry import Answer, Decision, RetryPolicy, Verdict
+from hookstream.pipeline.deliver.sandbox import TransformRunner
 from hookstream.pipeline.deliver.signing import secret_key
 from hookstream.pipeline.deliver.webhook import Endpoint
 from hookstream.pipeline.queue.claimer import Claimed, Claimer
@@ -97,6 +98,7 @@ class EndpointCache:
             active=bool(row.active),
             connect_timeout=row.connect_timeout,
             request_timeout=row.request_timeout,
+            transform=row.transform_expression,
         )
 
 
@@ -138,6 +140,8 @@ class Worker:
         self._claim_after = max(1, settings.claim_batch // 4)
         self.sender: Sender | None = None
         self.tokens: TokenCache | None = None
+        # Connectors' transforms, in child processes started on first use.
+        self.transforms = TransformRunner(settings.transform_timeout_ms)
 
     async def run(self) -> None:
         self.sender = Sender.from_settings(
@@ -163,6 +167,7 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.shield(self.recorder.drain())
             await self.sender.close()
+            await self.transforms.close()
 
     async def _claim_loop(self) -> None:
         limit_total = self.settings.worker_concurrency
@@ -256,7 +261,8 @@ class Worker:
         number = max(c.attempts for c in members) + 1
         if self.tracing is None:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
-                                   self.tokens, traceparent=head.traceparent)
+                                   self.tokens, traceparent=head.traceparent,
+                                   transforms=self.transforms)
             decision, now = _decide(endpoint, number, result)
         else:
             result, decision, now = await self._traced_attempt(
@@ -306,7 +312,8 @@ class Worker:
         with self.tracing.span(f"POST {head.kind} webhook", parent=head.traceparent,
                                kind="client") as span:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
-                                   self.tokens, traceparent=self.tracing.traceparent(span))
+                                   self.tokens, traceparent=self.tracing.traceparent(span),
+                                   transforms=self.transforms)
             decision, now = _decide(endpoint, number, result)
             span.set_attributes({
                 "http.request.method": "POST", "url.full": endpoint.url_for(head.kind),
@@ -326,5 +333,6 @@ def _decide(endpoint: Endpoint, number: int, result: AttemptResult) -> tuple[Dec
     now = time.time()
     return endpoint.policy.decide(
         number, result.succeeded, now, answer=Answer(
-            result.status_code, result.retry_after, result.abort, result.refused),
+            result.status_code, result.retry_after, result.abort, result.refused,
+            transform_failed=result.transform_failed),
     ), now

@@ -128,7 +128,8 @@ async def test_connector(rt: Runtime, org_id: str, connector_id: str, kind: str
     payload = sample_message(kind, int(time.time() * 1000))
     sender = Sender.from_settings(rt.settings, max_connections=4)
     try:
-        result = await attempt(sender, endpoint, kind, webhook_id, payload)
+        result = await attempt(sender, endpoint, kind, webhook_id, payload,
+                               transforms=rt.transforms)
     finally:
         await sender.close()
     return {

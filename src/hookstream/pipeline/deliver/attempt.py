@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 
-from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_
+from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_, TransformFailed
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
+from hookstream.pipeline.deliver.sandbox import TransformRunner
 from hookstream.pipeline.deliver.webhook import Endpoint, webhook_headers
 
 OAUTH2 = "oauth2_client_credentials"
@@ -23,12 +24,20 @@ async def attempt(
     body: bytes,
     tokens: TokenCache | None = None,
     traceparent: str | None = None,
+    transforms: TransformRunner | None = None,
 ) -> AttemptResult:
     """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication.
 
     With OAuth2, a 401 makes one more try with a freshly fetched token; a token endpoint
-    failure is this attempt's error. ``traceparent`` is sent as the W3C header.
+    failure is this attempt's error. ``traceparent`` is sent as the W3C header. A connector
+    with a transform sends (and signs) what its expression makes of ``body``, computed by
+    ``transforms``; when it fails nothing is sent and the result says so.
     """
+    if endpoint.transform is not None:
+        transformed = await transform_body(transforms, endpoint.transform, body)
+        if isinstance(transformed, AttemptResult):
+            return transformed
+        body = transformed
     timeout = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
     token: str | None = None
     if endpoint.auth.get("type") == OAUTH2:
@@ -60,3 +69,17 @@ async def attempt(
                                  timed_out=isinstance(exc, TimeoutError_))
         result = await post()
     return result
+
+
+async def transform_body(transforms: TransformRunner | None, expression: str, body: bytes
+                         ) -> bytes | AttemptResult:
+    """The body an expression makes of ``body``, or the failed attempt that reports why."""
+    started = time.time()
+    try:
+        if transforms is None:
+            raise TransformFailed("no transform runner in this process")
+        return await transforms.apply(expression, body)
+    except TransformFailed as exc:
+        return AttemptResult(started_at=started,
+                             duration_ms=int((time.time() - started) * 1000),
+                             error=f"transform failed: {exc}", transform_failed=True)

@@ -29,6 +29,8 @@ class Endpoint:
     previous_key_until: float = 0.0
     connect_timeout: float | None = None
     request_timeout: float | None = None
+    # A JSONata expression the body goes through before it is signed and sent (None: as is).
+    transform: str | None = None
 
     def url_for(self, kind: str) -> str:
         return join_url(self.base_url, self.routes[kind])

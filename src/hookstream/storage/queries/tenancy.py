@@ -175,6 +175,8 @@ _connector_cols = (
     connectors.c.batch_max_wait_ms,
     connectors.c.created_at,
     connectors.c.updated_at,
+    connectors.c.transform_language,
+    connectors.c.transform_expression,
 )
 get_connector = select(*_connector_cols).where(
     connectors.c.org_id == bindparam("org_id"),
@@ -283,6 +285,7 @@ connector_for_sending = select(
     connectors.c.request_timeout,
     connectors.c.active,
     connectors.c.deleted_at,
+    connectors.c.transform_expression,
 ).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
 
 

@@ -1,0 +1,222 @@
+"""Transforms run in child processes that can be killed: what bounds their time.
+
+An evaluation is CPU-bound and cannot be interrupted from outside: the engine's own time
+checks stop loops and recursion, but one built-in call on a huge value (a range of ten million
+items mapped over another) runs for seconds or minutes between two checks, and a thread
+cannot be stopped. So ``TransformRunner.apply`` sends the expression and the body to a small
+pool of child processes (``python -m hookstream.pipeline.deliver.sandbox``) over pipes; the
+child applies the engine's limits, and when no answer has come ``GRACE_MS`` after the time
+limit, the child is killed (and replaced on the next use) and the transform has failed. The
+caller's event loop never runs an evaluation. A child also caps its address space, so a
+runaway allocation ends that child, not the worker.
+
+One round trip costs tens of microseconds (bench/transforms.py measures an evaluation
+alone); children start on first use (about 0.1 s), so a process without transforms starts
+none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import struct
+import sys
+import time
+from collections import OrderedDict
+from typing import BinaryIO
+
+from hookstream.errors import InvalidTransform, TransformFailed
+from hookstream.pipeline.deliver import transform
+
+log = logging.getLogger(__name__)
+
+# The request: expression length, body length, time limit in ms; then the two.
+_REQUEST = struct.Struct(">IId")
+# The answer: 0 (the result follows) or 1 (an error's text follows), its length.
+_ANSWER = struct.Struct(">BI")
+# How long past the time limit the parent waits for the child's own answer before it kills it.
+GRACE_MS = 25.0
+# What a child writes once it is ready, and how long it may take to start.
+_READY = b"R"
+STARTUP_SECONDS = 30.0
+# Compiled expressions a child keeps (by their text).
+_CACHE = 256
+# A child's address space: room for the interpreter and the engine's limits, not for a runaway.
+ADDRESS_SPACE = 2 * 1024**3
+
+
+class _Child:
+    """One child process and its pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        assert proc.stdin is not None and proc.stdout is not None
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+
+    async def ask(self, expression: bytes, body: bytes, timeout_ms: float) -> tuple[int, bytes]:
+        self.stdin.write(_REQUEST.pack(len(expression), len(body), timeout_ms) + expression
+                         + body)
+        await self.stdin.drain()
+        status, length = _ANSWER.unpack(await self.stdout.readexactly(_ANSWER.size))
+        return status, await self.stdout.readexactly(length)
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.proc.wait()
+
+
+class TransformRunner:
+    """Applies transforms in up to ``processes`` child processes, ``timeout_ms`` each."""
+
+    def __init__(self, timeout_ms: float, processes: int = 2) -> None:
+        self.timeout_ms = timeout_ms
+        self._processes = processes
+        self._idle: list[_Child] = []
+        self._started = 0
+        self._freed = asyncio.Condition()
+        self._closed = False
+
+    async def apply(self, expression: str, body: bytes) -> bytes:
+        """The body to send: ``expression`` applied to ``body`` (JSON bytes), or
+        ``TransformFailed`` (it failed, its result is undefined, or it ran past the limit)."""
+        child = await self._acquire()
+        started = time.monotonic()
+        try:
+            status, payload = await asyncio.wait_for(
+                child.ask(expression.encode(), body, self.timeout_ms),
+                (self.timeout_ms + GRACE_MS) / 1000,
+            )
+        except TimeoutError:
+            log.warning("a transform ran past %g ms (%.0f ms waited); its process is killed",
+                        self.timeout_ms, (time.monotonic() - started) * 1000)
+            await self._discard(child)
+            raise TransformFailed(transform.time_limit_text(self.timeout_ms)) from None
+        except (OSError, asyncio.IncompleteReadError):
+            code = child.proc.returncode
+            await self._discard(child)
+            raise TransformFailed(
+                f"the transform's process ended (exit status {code}): the expression may "
+                "need more memory than a transform is given"
+            ) from None
+        except BaseException:
+            # Cancelled mid-question: the answer would be read by the next caller.
+            await asyncio.shield(self._discard(child))
+            raise
+        await self._release(child)
+        if status != 0:
+            raise TransformFailed(payload.decode(errors="replace"))
+        return payload
+
+    async def close(self) -> None:
+        """Stop the children (idle ones; busy ones are killed as their callers finish)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for child in idle:
+            child.stdin.close()
+            await child.kill()
+
+    async def _acquire(self) -> _Child:
+        async with self._freed:
+            while not self._idle and self._started >= self._processes:
+                await self._freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._started += 1
+        proc = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", __name__,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            child = _Child(proc)
+            # Started once it says so: its start (an interpreter, the engine) is not an
+            # evaluation's time.
+            ready = await asyncio.wait_for(child.stdout.readexactly(1), STARTUP_SECONDS)
+            if ready != _READY:
+                raise OSError(f"the transform process said {ready!r}")
+        except BaseException:
+            async with self._freed:
+                self._started -= 1
+                self._freed.notify()
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            raise
+        return child
+
+    async def _release(self, child: _Child) -> None:
+        if self._closed:
+            await child.kill()
+            return
+        async with self._freed:
+            self._idle.append(child)
+            self._freed.notify()
+
+    async def _discard(self, child: _Child) -> None:
+        await child.kill()
+        async with self._freed:
+            self._started -= 1
+            self._freed.notify()
+
+
+# --- the child -------------------------------------------------------------------------
+
+def _read(stream: BinaryIO, size: int) -> bytes | None:
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def _answer(stream: BinaryIO, status: int, payload: bytes) -> None:
+    stream.write(_ANSWER.pack(status, len(payload)) + payload)
+    stream.flush()
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """Answer requests until the parent closes the pipe."""
+    compiled: OrderedDict[bytes, transform.Transform] = OrderedDict()
+    stdout.write(_READY)
+    stdout.flush()
+    while True:
+        header = _read(stdin, _REQUEST.size)
+        if header is None:
+            return
+        expression_length, body_length, timeout_ms = _REQUEST.unpack(header)
+        expression = _read(stdin, expression_length)
+        body = _read(stdin, body_length)
+        if expression is None or body is None:
+            return
+        try:
+            compiled_expression = compiled.get(expression)
+            if compiled_expression is None:
+                compiled_expression = transform.compile(expression.decode())
+                compiled[expression] = compiled_expression
+                if len(compiled) > _CACHE:
+                    compiled.popitem(last=False)
+            else:
+                compiled.move_to_end(expression)
+            result = compiled_expression.apply(body, timeout_ms)
+        except (TransformFailed, InvalidTransform) as exc:
+            _answer(stdout, 1, str(exc).encode())
+            continue
+        _answer(stdout, 0, result)
+
+
+def main() -> None:
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()
