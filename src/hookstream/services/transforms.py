@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from hookstream.errors import TransformFailed, ValidationFailed
+from hookstream.services.logs import list_messages
 from hookstream.services.runtime import Runtime
 
 
@@ -24,3 +25,9 @@ async def preview(rt: Runtime, expression: str, message: Any) -> dict[str, Any]:
             details=[{"field": "expression", "message": str(exc)}],
         ) from None
     return {"result": orjson.loads(result)}
+
+
+async def recent_message(rt: Runtime, org_id: str) -> dict[str, Any] | None:
+    """The organization's most recent message (``id``, ``kind``, ``message``...), or None."""
+    items = (await list_messages(rt, org_id, limit=1))["items"]
+    return dict(items[0]) if items else None

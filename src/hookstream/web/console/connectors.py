@@ -24,6 +24,7 @@ from hookstream.services.times import parse_time
 from hookstream.web.console.charts import LABELS, attempts_chart, latency_chart, ms_text, span
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
+from hookstream.web.console.transforms import transform_of
 from hookstream.web.console.web import (
     KINDS,
     FieldErrors,
@@ -86,7 +87,7 @@ async def toggle(page: Page, connector_id: str) -> Response:
 
 def _blank_connector() -> dict[str, str]:
     return {"name": "", "baseUrl": "", "routes.values": "", "routes.events": "",
-            "routes.alarms": "", "authentication.type": "none"}
+            "routes.alarms": "", "authentication.type": "none", "transform.expression": ""}
 
 
 def _connector_form(page: Page, *, values: dict[str, str], errors: FieldErrors | None = None,
@@ -131,6 +132,7 @@ async def create_connector(page: Page) -> Response:
             "routes": {kind: values[f"routes.{kind}"] for kind in KINDS},
             "secret": form.text("secret") or None,
             "authentication": authentication_from_form(form, auth_type),
+            "transform": transform_of(values["transform.expression"]),
         })
         created = await connectors.create(page.rt, page.org_id, body)
     except (ValidationError, ValidationFailed, Conflict) as exc:
