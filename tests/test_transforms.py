@@ -228,6 +228,10 @@ async def test_preview_shows_the_result_or_the_error(org: Org) -> None:
     error_of(await preview({"expression": "a", "message": {}, "language": "xslt"}), 422,
              "validation_error", names=("language",))
     error_of(await preview({"message": {}}), 422, "validation_error", names=("expression",))
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    error_of(await preview({"expression": "$", "message": deep}), 422)
     # Organization routes need the organization's key.
     anonymous = await org.service.client.post("/api/v1/transforms/preview",
                                               json={"expression": "a", "message": {}})

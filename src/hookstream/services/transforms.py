@@ -16,7 +16,11 @@ async def preview(rt: Runtime, expression: str, message: Any) -> dict[str, Any]:
     (a message, or an array of them as in a batch), computed as the workers do (same engine,
     same time limit). A failure is ValidationFailed (``transform_failed``) with the text a
     failed delivery's attempt would show."""
-    body = orjson.dumps(message)
+    try:
+        body = orjson.dumps(message)
+    except orjson.JSONEncodeError as exc:  # nested deeper than 254 levels
+        raise ValidationFailed(f"the message cannot be read: {exc}",
+                               details=[{"field": "message", "message": str(exc)}]) from None
     try:
         result = await rt.transforms.apply(expression, body)
     except TransformFailed as exc:
