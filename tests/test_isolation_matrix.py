@@ -179,6 +179,8 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/alerts"): {**API, "list": True},
     ("DELETE", "/api/v1/alerts"): {**API, "own": True},
     ("GET", "/api/v1/audit-events"): {**API, "list": True},
+    ("POST", "/api/v1/transforms/preview"): {**API, "own": True, "body": {
+        "expression": "deviceId", "message": {"deviceId": "b"}}},
     # plants and modules
     ("POST", "/api/v1/plants"): {**API, "own": True, "body": {"name": "B home"}},
     ("GET", "/api/v1/plants"): {**API, "list": True},

@@ -14,13 +14,18 @@ from pydantic import BaseModel
 from hookstream.pipeline.message import DatastreamMessage
 from hookstream.services import plugins
 from hookstream.services.runtime import Runtime
-from hookstream.services.schemas import ConnectorCreate, GatewayCreate, TriggerCreate
+from hookstream.services.schemas import (
+    ConnectorCreate,
+    GatewayCreate,
+    TransformPreview,
+    TriggerCreate,
+)
 from hookstream.web.app import create_app
 from tests.support import base_settings
 
 # camelCase, verb first: what a generator turns into create_gateway, list_deliveries, ...
 OPERATION_ID = re.compile(r"(?:create|list|get|update|delete|set|rotate|replay|cancel|test|"
-                          r"ingest|request|revoke|start|decide)(?:[A-Z][a-z0-9]+)+")
+                          r"ingest|request|revoke|start|decide|preview)(?:[A-Z][a-z0-9]+)+")
 MAX_ID_LENGTH = 40  # generators make file names of them, with a suffix or two
 # Operations whose errors are not the API's {"error": {...}} or Smarther's shape.
 NO_INPUT = {"getHealth", "getReadiness", "getMetrics"}  # nothing to refuse: no 4xx
@@ -116,6 +121,7 @@ def test_every_operation_documents_its_error_body() -> None:
     ("createConnector", ConnectorCreate),
     ("createTrigger", TriggerCreate),
     ("ingestMessages", DatastreamMessage),
+    ("previewTransform", TransformPreview),
 ])
 def test_the_main_bodies_have_examples_that_are_valid_requests(
     operation_id: str, model: type[BaseModel]

@@ -18,6 +18,7 @@ original kept in ``__cause__``::
     │   ├── ValidationFailed
     │   └── TooManyRequests         with retry_after (a Retry-After header)
     ├── DeliveryError               one attempt to reach a receiver failed
+    │   ├── TransformFailed         a connector's transform failed or ran past its time
     │   ├── TargetRefused           the address is not allowed (private network)
     │   ├── ConnectError            could not connect (DNS, refused, TLS)
     │   ├── TimeoutError_           no complete answer within the timeout
@@ -28,6 +29,7 @@ original kept in ``__cause__``::
         │   └── MalformedJson       not JSON at all
         ├── InvalidSecret           a signing secret that is not whsec_ + base64
         ├── SignatureMismatch       a received webhook that does not verify
+        ├── InvalidTransform        a transform that does not parse, or in an unknown language
         └── FormError               a form body this server does not read
 
 The errors carry no HTTP status: ``hookstream.web.statuses`` maps each Refused subclass to
@@ -145,6 +147,11 @@ class ResponseError(DeliveryError):
     """The receiver answered with a status that is not 2xx."""
 
 
+class TransformFailed(DeliveryError):
+    """A connector's transform failed on a message, or ran past its time limit: that
+    delivery fails at once (retrying the same message and expression cannot help)."""
+
+
 class InvalidInput(HookstreamError, ValueError):
     """Input the core refuses; transports answer it (HTTP 400/422, an MQTT refusal, a CLI exit)."""
 
@@ -168,6 +175,16 @@ class InvalidSecret(InvalidInput):
 
 class SignatureMismatch(InvalidInput):
     """A webhook whose signature, id or timestamp does not check out."""
+
+
+class InvalidTransform(InvalidInput):
+    """A transform that does not parse, or in a language hookstream does not know; ``field``
+    names which part (``language`` or ``expression``)."""
+
+    def __init__(self, message: str, field: str = "expression") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 class FormError(InvalidInput):

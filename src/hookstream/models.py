@@ -91,6 +91,8 @@ class Connector(_Record):
     batch_max_wait_ms: int | None
     created_at: int
     updated_at: int
+    transform_language: str | None  # "jsonata", or None: the message is sent as it is
+    transform_expression: str | None
     type: str | None = None  # None or "http": base_url and routes; "mqtt", "amqp", "nats"
     target_public: str | None = None  # JSON: a broker target's parts that may be shown
 

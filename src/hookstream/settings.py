@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     deactivate_after_failing_seconds: float = Field(default=5 * 86400.0, gt=0)
     # An OAuth2 token is fetched again this long before it expires.
     oauth2_refresh_margin_seconds: float = Field(default=30.0, ge=0)
+    # A connector's transform may run this long on one message (or batch); past it the
+    # delivery fails (its child process is killed: pipeline/deliver/sandbox.py).
+    transform_timeout_ms: float = Field(default=50.0, gt=0, le=10_000)
 
     # Ingest: an Idempotency-Key is honoured once within this window.
     idempotency_window_seconds: float = Field(default=86400.0, gt=0)

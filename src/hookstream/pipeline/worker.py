@@ -24,6 +24,7 @@ from hookstream.pipeline.deliver.attempt import attempt
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
 from hookstream.pipeline.deliver.retry import Answer, Decision, RetryPolicy, Verdict
+from hookstream.pipeline.deliver.sandbox import TransformRunner
 from hookstream.pipeline.deliver.signing import secret_key
 from hookstream.pipeline.deliver.topics import Source, merge
 from hookstream.pipeline.deliver.webhook import Endpoint
@@ -100,6 +101,7 @@ class EndpointCache:
             connect_timeout=row.connect_timeout,
             request_timeout=row.request_timeout,
             target=_broker_target(box, row),
+            transform=row.transform_expression,
         )
 
 
@@ -169,6 +171,8 @@ class Worker:
         self._claim_after = max(1, settings.claim_batch // 4)
         self.sender: Sender | None = None
         self.tokens: TokenCache | None = None
+        # Connectors' transforms, in child processes started on first use.
+        self.transforms = TransformRunner(settings.transform_timeout_ms)
 
     async def run(self) -> None:
         self.sender = Sender.from_settings(
@@ -194,6 +198,7 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             await asyncio.shield(self.recorder.drain())
             await self.sender.close()
+            await self.transforms.close()
 
     async def _claim_loop(self) -> None:
         limit_total = self.settings.worker_concurrency
@@ -292,7 +297,8 @@ class Worker:
         number = max(c.attempts for c in members) + 1
         if self.tracing is None:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
-                                   self.tokens, traceparent=head.traceparent, source=source)
+                                   self.tokens, traceparent=head.traceparent, source=source,
+                                   transforms=self.transforms)
             decision, now = _decide(endpoint, number, result)
         else:
             result, decision, now = await self._traced_attempt(
@@ -343,7 +349,7 @@ class Worker:
                                kind="client") as span:
             result = await attempt(self.sender, endpoint, head.kind, webhook_id, body,
                                    self.tokens, traceparent=self.tracing.traceparent(span),
-                                   source=source)
+                                   source=source, transforms=self.transforms)
             decision, now = _decide(endpoint, number, result)
             span.set_attributes({
                 "http.request.method": "POST", "url.full": endpoint.url_for(head.kind),
@@ -363,5 +369,6 @@ def _decide(endpoint: Endpoint, number: int, result: AttemptResult) -> tuple[Dec
     now = time.time()
     return endpoint.policy.decide(
         number, result.succeeded, now, answer=Answer(
-            result.status_code, result.retry_after, result.abort, result.refused),
+            result.status_code, result.retry_after, result.abort, result.refused,
+            transform_failed=result.transform_failed),
     ), now

@@ -79,6 +79,9 @@ def _policy_columns(rt: Runtime, body: ConnectorCreate | ConnectorUpdate) -> dic
         # A new rate starts with a full bucket.
         columns["rate_tokens"] = None
         columns["rate_updated_at"] = None
+    if "transform" in given:
+        columns["transform_language"] = body.transform.language if body.transform else None
+        columns["transform_expression"] = body.transform.expression if body.transform else None
     if "timeouts" in given:
         columns["connect_timeout"] = body.timeouts.connect if body.timeouts else None
         columns["request_timeout"] = body.timeouts.total if body.timeouts else None
@@ -108,6 +111,10 @@ def representation(row: Connector, settings: Settings) -> dict[str, Any]:
             "maxConcurrency": row.max_concurrency or settings.connector_max_concurrency,
             "perSecond": row.rate_limit,
         },
+        "transform": (
+            {"language": row.transform_language, "expression": row.transform_expression}
+            if row.transform_expression else None
+        ),
         "timeouts": {
             "connect": row.connect_timeout or settings.connect_timeout,
             "total": row.request_timeout or settings.request_timeout,

@@ -133,7 +133,8 @@ async def test_connector(rt: Runtime, org_id: str, connector_id: str, kind: str
     try:
         # A broker connector's topic names the sample's device and property.
         source = Source(kind, device_id="hookstream-test", property=_SAMPLES[kind]["property"])
-        result = await attempt(sender, endpoint, kind, webhook_id, payload, source=source)
+        result = await attempt(sender, endpoint, kind, webhook_id, payload, source=source,
+                               transforms=rt.transforms)
     finally:
         await sender.close()
     return {

@@ -24,6 +24,7 @@ from hookstream.storage.repository import Repository
 from hookstream.tracing import Tracing
 
 if TYPE_CHECKING:
+    from hookstream.pipeline.deliver.sandbox import TransformRunner
     from hookstream.pipeline.ingest.intake import Intake
     from hookstream.pipeline.message import MessageLimits
     from hookstream.services.plugins import Plugin
@@ -81,6 +82,14 @@ class Runtime:
         s = self.settings
         return MessageLimits(s.message_max_tags, s.message_max_string_length)
 
+    @cached_property
+    def transforms(self) -> TransformRunner:
+        """Where this process runs transforms (previews, the test button): child processes
+        started on first use."""
+        from hookstream.pipeline.deliver.sandbox import TransformRunner
+
+        return TransformRunner(self.settings.transform_timeout_ms)
+
     @classmethod
     async def open(cls, settings: Settings, plugins: list[Plugin] | None = None) -> Runtime:
         """Everything a process shares; ``plugins`` by default as HOOKSTREAM_PLUGINS says."""
@@ -100,6 +109,8 @@ class Runtime:
         return runtime
 
     async def close(self) -> None:
+        if "transforms" in self.__dict__:  # started only when used
+            await self.transforms.close()
         await self.db.dispose()
         if self.tracing is not None:
             # Exports what is buffered; off the loop, as the exporter's HTTP is blocking.

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hookstream.errors import InvalidTransform
+from hookstream.pipeline.deliver import transform as transforms
 from hookstream.pipeline.deliver.signing import InvalidSecret, secret_key
 from hookstream.pipeline.message import Kind
 from hookstream.pipeline.record.replay import STATUSES, parse_statuses
@@ -184,6 +186,61 @@ class Batch(Strict):
     maxWaitMs: int = Field(default=1000, ge=0, le=60000)
 
 
+def check_expression(value: str) -> str:
+    """A JSONata expression that parses (the message says where it does not)."""
+    try:
+        transforms.compile(value)
+    except InvalidTransform as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+def check_transform_language(value: str) -> str:
+    try:
+        return transforms.check_language(value)
+    except InvalidTransform as exc:
+        raise ValueError(exc.message) from None
+
+
+class Transform(Strict):
+    """What the body sent is made of: a JSONata expression over the message (over the JSON
+    array of a batch)."""
+
+    language: str = Field(default="jsonata", description="The one supported is 'jsonata'")
+    expression: str = Field(max_length=transforms.MAX_EXPRESSION_LENGTH,
+                            description="A JSONata expression")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return check_transform_language(value)
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        return check_expression(value)
+
+
+class TransformPreview(Strict):
+    """An expression and a message (or an array of them, as a batch) to apply it to."""
+
+    expression: str = Field(max_length=transforms.MAX_EXPRESSION_LENGTH,
+                            description="A JSONata expression")
+    message: Any = Field(description="The JSON the expression is applied to: a message as "
+                                     "delivered, or an array of them (a batch)")
+    language: str = Field(default="jsonata", description="The one supported is 'jsonata'")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return check_transform_language(value)
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        return check_expression(value)
+
+
 def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:
         return None
@@ -219,6 +276,7 @@ class ConnectorOptions(Strict):
     limits: Limits | None = None
     ordering: Literal["none", "per_device"] | None = None
     batch: Batch | None = None
+    transform: Transform | None = None
 
     @field_validator("headers")
     @classmethod

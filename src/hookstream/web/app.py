@@ -21,6 +21,7 @@ from hookstream.web.api import (
     logs,
     organizations,
     replay,
+    transforms,
 )
 from hookstream.web.api.limits import BodyLimit
 from hookstream.web.console import pages as console_pages
@@ -55,7 +56,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Outermost but for Starlette's error middleware: ingest skips the router (web/ingest.py).
     app.add_middleware(ingest.IngestLane, runtime=runtime)
     errors.install(app)
-    for module in (organizations, gateways, connectors, alerts, logs, replay, health):
+    for module in (organizations, gateways, connectors, alerts, logs, replay, transforms,
+                   health):
         app.include_router(module.router)
     app.include_router(connectors.triggers_router)
     app.include_router(ingest.router)

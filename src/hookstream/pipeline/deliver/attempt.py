@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 
-from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_
+from hookstream.errors import DeliveryError, TargetRefused, TimeoutError_, TransformFailed
 from hookstream.pipeline.deliver.client import AttemptResult, Sender
 from hookstream.pipeline.deliver.oauth2 import TokenCache
+from hookstream.pipeline.deliver.sandbox import TransformRunner
 from hookstream.pipeline.deliver.topics import Source
 from hookstream.pipeline.deliver.webhook import Endpoint, webhook_headers
 
@@ -25,15 +26,23 @@ async def attempt(
     tokens: TokenCache | None = None,
     traceparent: str | None = None,
     source: Source | None = None,
+    transforms: TransformRunner | None = None,
 ) -> AttemptResult:
     """POST ``body`` to the endpoint's route for ``kind``, signed, with its authentication.
 
     With OAuth2, a 401 makes one more try with a freshly fetched token; a token endpoint
-    failure is this attempt's error. ``traceparent`` is sent as the W3C header.
+    failure is this attempt's error. ``traceparent`` is sent as the W3C header. A connector
+    with a transform sends (and signs) what its expression makes of ``body``, computed by
+    ``transforms``; when it fails nothing is sent and the result says so.
 
     A broker connector publishes instead, to its topic for ``source`` (the values of its
     placeholders; the kind alone when not given).
     """
+    if endpoint.transform is not None:
+        transformed = await transform_body(transforms, endpoint.transform, body)
+        if isinstance(transformed, AttemptResult):
+            return transformed
+        body = transformed
     if endpoint.target is not None:
         timeouts = sender.timeout(endpoint.connect_timeout, endpoint.request_timeout)
         headers = webhook_headers(endpoint, webhook_id, int(time.time()), body,
@@ -73,3 +82,17 @@ async def attempt(
                                  timed_out=isinstance(exc, TimeoutError_))
         result = await post()
     return result
+
+
+async def transform_body(transforms: TransformRunner | None, expression: str, body: bytes
+                         ) -> bytes | AttemptResult:
+    """The body an expression makes of ``body``, or the failed attempt that reports why."""
+    started = time.time()
+    try:
+        if transforms is None:
+            raise TransformFailed("no transform runner in this process")
+        return await transforms.apply(expression, body)
+    except TransformFailed as exc:
+        return AttemptResult(started_at=started,
+                             duration_ms=int((time.time() - started) * 1000),
+                             error=f"transform failed: {exc}", transform_failed=True)

@@ -42,6 +42,8 @@ class AttemptResult:
     abort: bool = False  # the receiver answered webhook-delivery: abort-message
     refused: bool = False  # the target is one outgoing requests may not reach (TargetRefused)
     timed_out: bool = False  # no complete answer within the timeout (TimeoutError_)
+    # The connector's transform failed on this body: nothing was sent (TransformFailed).
+    transform_failed: bool = False
 
     @property
     def succeeded(self) -> bool:

@@ -31,6 +31,9 @@ class Answer:
     retry_after: str | None = None
     abort: bool = False  # the receiver sent webhook-delivery: abort-message
     refused: bool = False  # the target may not be reached (SSRF guard): retrying cannot help
+    # The connector's transform failed on this message: the same message and expression
+    # would fail again, so it fails at once (replayable once the expression is fixed).
+    transform_failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ class RetryPolicy:
         if succeeded:
             return Decision(Verdict.DELIVERED)
         answer = answer or Answer(None)
+        if answer.transform_failed:
+            return Decision(Verdict.FAILED, reason="the transform failed; not retried (fix "
+                                                   "the expression, then replay)")
         if answer.status_code == 410:
             return Decision(Verdict.HELD, reason="the receiver answered 410 Gone",
                             deactivate=True)

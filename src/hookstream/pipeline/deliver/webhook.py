@@ -32,6 +32,8 @@ class Endpoint:
     request_timeout: float | None = None
     # A broker connector's target (MQTT, AMQP, NATS); None: an HTTP connector.
     target: BrokerTarget | None = None
+    # A JSONata expression the body goes through before it is signed and sent (None: as is).
+    transform: str | None = None
 
     def url_for(self, kind: str) -> str:
         return join_url(self.base_url, self.routes[kind])

@@ -177,6 +177,8 @@ _connector_cols = (
     connectors.c.updated_at,
     connectors.c.type,
     connectors.c.target_public,
+    connectors.c.transform_language,
+    connectors.c.transform_expression,
 )
 get_connector = select(*_connector_cols).where(
     connectors.c.org_id == bindparam("org_id"),
@@ -289,6 +291,7 @@ connector_for_sending = select(
     connectors.c.type,
     connectors.c.target_public,
     connectors.c.target_secret_enc,
+    connectors.c.transform_expression,
 ).where(connectors.c.id.in_(bindparam("ids", expanding=True)))
 
 

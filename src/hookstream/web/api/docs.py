@@ -21,6 +21,8 @@ TAGS: list[dict[str, Any]] = [
                                           "routes per kind, signing secret, authentication."},
     {"name": "triggers", "description": "Which kinds of messages, from which gateways, a "
                                         "connector receives."},
+    {"name": "transforms", "description": "Try a connector's JSONata transform on a message: "
+                                          "the body it would send."},
     {"name": "messages", "description": "The message log: every accepted message and the "
                                         "deliveries it was routed to."},
     {"name": "deliveries", "description": "The delivery log, each delivery's attempts, "
@@ -63,6 +65,30 @@ CONNECTOR_EXAMPLES: dict[str, Example] = {
          "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
          "authentication": {"type": "basic", "username": "hookstream", "password": "pa55word"},
          "retry": {"schedule": [5, 60, 600], "maxAttempts": 4}},
+    ),
+    "transform": _example(
+        "Reshape every body with a JSONata transform before it is signed and sent",
+        {"name": "ThingsBoard", "baseUrl": "https://tb.example.com/api/v1/ACCESS_TOKEN",
+         "routes": {"values": "/telemetry", "events": "/telemetry", "alarms": "/telemetry"},
+         "transform": {"language": "jsonata",
+                       "expression": '{"ts": timestamp, "values": {slug: scaledPayload}}'}},
+    ),
+}
+
+_VALUE = {"deviceId": "boiler-1", "property": "temperature", "timestamp": 1767225600000,
+          "payload": 642, "receivedAt": 1767225600120, "scaledPayload": 64.2, "name": "Boiler 1",
+          "unit": "°C", "externalId": "BLR-1", "propertyId": "prop-1", "equipmentId": "eq-1",
+          "gatewayInterfaceId": "gwi-1", "slug": "temperature", "isOutOfService": False,
+          "tags": {"site": "north"}}
+TRANSFORM_EXAMPLES: dict[str, Example] = {
+    "reshape": _example(
+        "ThingsBoard's telemetry shape from one value message",
+        {"expression": '{"ts": timestamp, "values": {slug: scaledPayload}}', "message": _VALUE},
+    ),
+    "batch": _example(
+        "A batch (an array of messages) reduced to one reading per device",
+        {"expression": '$.{"device": deviceId, "value": scaledPayload}',
+         "message": [_VALUE, {**_VALUE, "deviceId": "boiler-2", "scaledPayload": 58.0}]},
     ),
 }
 

@@ -38,6 +38,7 @@ from hookstream.web.console.connectors import (
     authentication_from_form,
 )
 from hookstream.web.console.pages import redirect
+from hookstream.web.console.transforms import transform_of
 from hookstream.web.console.web import (
     KINDS,
     FieldErrors,
@@ -64,6 +65,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "limits": ("limits.maxConcurrency", "limits.perSecond"),
     "ordering": ("ordering",),
     "batch": ("batch.maxMessages", "batch.maxWaitMs"),
+    "transform": ("transform.expression",),
 }
 
 
@@ -90,6 +92,7 @@ def _values(con: Connector) -> dict[str, str]:
         "ordering": con.ordering or "none",
         "batch.maxMessages": _number(con.batch_max_messages),
         "batch.maxWaitMs": _number(con.batch_max_wait_ms) if con.batch_max_messages else "",
+        "transform.expression": con.transform_expression or "",
     }
     for name in AUTH_FIELDS.get(con.auth_type, ()):
         if name not in SECRET_FIELDS:
@@ -219,6 +222,8 @@ def _parse(form: Form, con: Connector, initial: dict[str, str], values: dict[str
             if wait is not None:
                 batch["maxWaitMs"] = wait
             body["batch"] = batch
+    if "transform" in changed:
+        body["transform"] = transform_of(values["transform.expression"])
 
     # Authentication: sent when its type or a shown field changed, or a credential was typed.
     auth_type = values["authentication.type"]

@@ -34,6 +34,7 @@ from hookstream.web.console.connector_types import (
 )
 from hookstream.web.console.overview import all_connectors, all_gateways
 from hookstream.web.console.pages import redirect
+from hookstream.web.console.transforms import transform_of
 from hookstream.web.console.web import (
     KINDS,
     FieldErrors,
@@ -96,7 +97,7 @@ async def toggle(page: Page, connector_id: str) -> Response:
 
 def _blank_connector() -> dict[str, str]:
     return {"name": "", "baseUrl": "", "routes.values": "", "routes.events": "",
-            "routes.alarms": "", "authentication.type": "none"}
+            "routes.alarms": "", "authentication.type": "none", "transform.expression": ""}
 
 
 def _connector_form(page: Page, *, values: dict[str, str], errors: FieldErrors | None = None,
@@ -146,6 +147,7 @@ async def create_connector(page: Page) -> Response:
             "baseUrl": values["baseUrl"],
             "routes": {kind: values[f"routes.{kind}"] for kind in KINDS},
             "authentication": authentication_from_form(form, auth_type),
+            "transform": transform_of(values["transform.expression"]),
         })
     else:  # a broker: the HTTP fields on the page are not its own
         fields.update({"type": connector_type, "target": target})

@@ -11,9 +11,11 @@ from hookstream.web.console import (
     logs,
     overview,
     pages,
+    transforms,
     web,
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (pages, web, overview, connectors, connector_edit, logs, audit):
+for module in (pages, web, overview, connectors, connector_edit, logs, audit,
+               transforms):
     router.include_router(module.router)

@@ -50,7 +50,42 @@ async function copyText(button) {
   setTimeout(() => { button.textContent = label; }, 1500);
 }
 
+// The transform editor: what the expression makes of the latest message, as it is typed.
+function transformPreview(area) {
+  const output = document.querySelector("[data-transform-output]");
+  const csrf = area.form.querySelector("input[name=csrf_token]");
+  if (!output || !csrf) return;
+  const show = (name, value) => { output.querySelector(name).textContent = value; };
+  let timer = null;
+  let asked = 0;
+  const ask = async () => {
+    const mine = ++asked;
+    const body = new URLSearchParams({csrf_token: csrf.value, expression: area.value});
+    let answer;
+    try {
+      const response = await fetch(area.dataset.transformPreview, {method: "POST", body});
+      answer = await response.json();
+    } catch (error) {
+      answer = {error: "The preview is not available (signed out?)."};
+    }
+    if (mine !== asked) return;  // a later keystroke asked again
+    output.hidden = false;
+    show("[data-transform-message]",
+         "message" in answer ? JSON.stringify(answer.message, null, 2) : "");
+    show("[data-transform-result]",
+         "error" in answer ? answer.error : JSON.stringify(answer.result, null, 2));
+    output.querySelector("[data-transform-result]").classList.toggle("error", "error" in answer);
+  };
+  area.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(ask, 300);
+  });
+  if (area.value.trim()) ask();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const transform = document.querySelector("[data-transform-preview]");
+  if (transform) transformPreview(transform);
   const auth = document.querySelector("[data-auth-select]");
   if (auth) {
     showAuthFields(auth);
