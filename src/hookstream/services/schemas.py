@@ -221,24 +221,11 @@ class Transform(Strict):
         return check_expression(value)
 
 
-class TransformPreview(Strict):
+class TransformPreview(Transform):
     """An expression and a message (or an array of them, as a batch) to apply it to."""
 
-    expression: str = Field(max_length=transforms.MAX_EXPRESSION_LENGTH,
-                            description="A JSONata expression")
     message: Any = Field(description="The JSON the expression is applied to: a message as "
                                      "delivered, or an array of them (a batch)")
-    language: str = Field(default="jsonata", description="The one supported is 'jsonata'")
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, value: str) -> str:
-        return check_transform_language(value)
-
-    @field_validator("expression")
-    @classmethod
-    def _expression(cls, value: str) -> str:
-        return check_expression(value)
 
 
 def check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
