@@ -312,3 +312,20 @@ def connected(broker: Broker, **kwargs: Any) -> Iterator[Client]:
         yield client
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def running_mosquitto(directory: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own, in ``directory``, killed on the way out (skipped, or
+    failed where services are required, when the binary is not installed)."""
+    from tests.conftest import unavailable
+
+    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
+        unavailable("Mosquitto", "the mosquitto binary is not installed "
+                    "(Debian: apt install mosquitto mosquitto-clients)")
+    broker = Mosquitto(directory)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()

@@ -29,8 +29,7 @@ from tests.broker_support import (
     nats_hostport,
     nats_subscriber,
 )
-from tests.conftest import unavailable
-from tests.mqtt_support import MOSQUITTO, MOSQUITTO_PASSWD, TESTER_PASSWORD, TESTER_USER, Mosquitto
+from tests.mqtt_support import TESTER_PASSWORD, TESTER_USER, Mosquitto, running_mosquitto
 from tests.support import Org, eventually
 
 OUTAGE_SECONDS = 10.0
@@ -86,15 +85,8 @@ def order_by_device(got: list[Got]) -> dict[str, list[int]]:
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
-        unavailable("Mosquitto", "the mosquitto binary is not installed "
-                    "(Debian: apt install mosquitto mosquitto-clients)")
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    try:
+    with running_mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
-    finally:
-        broker.kill()
 
 
 @pytest.fixture

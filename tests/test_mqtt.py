@@ -33,6 +33,7 @@ from tests.mqtt_support import (
     Mosquitto,
     amqtt_available,
     connected,
+    running_mosquitto,
 )
 from tests.support import (
     Org,
@@ -51,18 +52,8 @@ from tests.support import (
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    if MOSQUITTO is None or MOSQUITTO_PASSWD is None:
-        unavailable(
-            "Mosquitto",
-            "the mosquitto binary is not installed "
-            "(Debian: apt install mosquitto mosquitto-clients)",
-        )
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    try:
+    with running_mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
-    finally:
-        broker.kill()
 
 
 @pytest.fixture
